@@ -1,0 +1,126 @@
+"""The ASGI application: routes, middleware, and the lifespan that runs store and dispatcher."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from edge.collect import Collector
+from edge.dispatcher import Dispatcher
+from edge.errors import RequestError, StoreError
+from edge.loader import LoaderScript
+from edge.middleware import BodyLimitMiddleware, RateLimitMiddleware
+from edge.settings import Settings
+from edge.store import Store
+from edge.store.sqlite import SQLiteStore
+
+log = logging.getLogger("capi_edge")
+
+HIT_PATHS = ("/collect", "/v1/events")
+
+
+def cors_origin_regex(domains: tuple[str, ...]) -> str:
+    import re
+
+    alternatives = "|".join(re.escape(d) for d in domains)
+    return rf"https?://([a-z0-9-]+\.)*({alternatives})(:\d+)?"
+
+
+async def request_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestError)
+    return JSONResponse(exc.as_json(), status_code=exc.status_code)
+
+
+async def store_error(request: Request, exc: Exception) -> Response:
+    log.error("store unavailable: %s", exc)
+    return JSONResponse(
+        {"error": "unavailable", "message": "the event store is unavailable; nothing was stored"},
+        status_code=503,
+        headers={"retry-after": "5"},
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.time,
+    extra_routes: list[BaseRoute] | None = None,
+    rate_limit: bool = True,
+    dispatch: bool = True,
+) -> Starlette:
+    """Build the edge. Tests inject ``transport`` (the platforms) and ``clock``."""
+    store = store or SQLiteStore(settings.database, durability=settings.durability)
+    dispatcher = Dispatcher(
+        store, settings.destinations, settings.dispatch, transport=transport, clock=clock
+    )
+    collector = Collector(settings, store, dispatcher.notify, clock)
+    loader = LoaderScript()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        await store.open()
+        if dispatch:
+            await dispatcher.start()
+        try:
+            yield {}
+        finally:
+            await dispatcher.stop()
+            await store.close()
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True, "destinations": sorted(settings.destinations)})
+
+    routes: list[BaseRoute] = [
+        Route("/loader.js", loader.serve, methods=["GET", "HEAD"]),
+        Route("/collect", collector.collect, methods=["POST"]),
+        Route("/v1/events", collector.server_events, methods=["POST"]),
+        Route("/v1/events/{event_id}", collector.event_status, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+        *(extra_routes or []),
+    ]
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origin_regex=cors_origin_regex(settings.domains),
+            allow_methods=["POST", "OPTIONS"],
+            allow_headers=["content-type"],
+            allow_credentials=True,
+            max_age=86400,
+        ),
+        Middleware(BodyLimitMiddleware),
+    ]
+    rate, burst = settings.rate_limit
+    if rate_limit and rate > 0:
+        middleware.append(
+            Middleware(
+                RateLimitMiddleware,
+                paths=HIT_PATHS,
+                trusted=settings.trusted_proxies,
+                rate=rate,
+                burst=burst,
+            )
+        )
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={RequestError: request_error, StoreError: store_error},
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.dispatcher = dispatcher
+    app.state.collector = collector
+    return app

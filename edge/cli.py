@@ -1,0 +1,106 @@
+"""``capi-edge``: serve, check a config, run the demo, or run the recording sinks."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from edge.errors import ConfigError
+
+EXIT_CONFIG = 2
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from edge.app import create_app
+    from edge.dispatcher import STOP_GRACE_SECONDS
+    from edge.settings import load
+
+    settings = load(args.config)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        # Client IPs are personal data: no access log unless asked for.
+        access_log=args.access_log,
+        # We resolve X-Forwarded-For ourselves, against server.trusted_proxies only.
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(STOP_GRACE_SECONDS) + 5,
+    )
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from edge.settings import load
+
+    settings = load(args.config)
+    names = ", ".join(sorted(settings.destinations)) or "none"
+    print(f"{args.config}: OK ({len(settings.destinations)} destination(s): {names})")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from edge.demo import run_demo
+
+    return run_demo(host=args.host, port=args.port, data_dir=args.data_dir)
+
+
+def _sinks(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from edge.sinks import create_sinks_app
+
+    uvicorn.run(create_sinks_app(), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="capi-edge", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the edge")
+    serve.add_argument("--config", required=True, help="path to the TOML config")
+    serve.add_argument("--host", default=DEFAULT_HOST)
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--access-log", action="store_true", help="log every request (with IPs)")
+    serve.set_defaults(run=_serve)
+
+    check = commands.add_parser("check", help="validate a config and exit")
+    check.add_argument("--config", required=True)
+    check.set_defaults(run=_check)
+
+    demo = commands.add_parser("demo", help="run the edge with a demo shop and local sinks")
+    demo.add_argument("--host", default=DEFAULT_HOST)
+    demo.add_argument("--port", type=int, default=DEFAULT_PORT)
+    demo.add_argument("--data-dir", default=".demo", help="where the demo keeps its store")
+    demo.set_defaults(run=_demo)
+
+    sinks = commands.add_parser("sinks", help="run local recording servers for the platforms")
+    sinks.add_argument("--host", default=DEFAULT_HOST)
+    sinks.add_argument("--port", type=int, default=9100)
+    sinks.set_defaults(run=_sinks)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per platform call is noise
+    try:
+        return int(args.run(args))
+    except ConfigError as err:
+        print(f"capi-edge: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

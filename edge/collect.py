@@ -1,0 +1,259 @@
+"""The hit endpoints: browsers post to ``/collect``, backends to ``/v1/events``.
+
+The path of a hit: parse and validate into the canonical event, identify the browser
+(click IDs, first-party cookies), enrich (client IP, user agent, bot flag), take the consent
+snapshot, route per destination, append durably, and only then answer with the event_ids
+and the Set-Cookie headers. No platform is called on this path.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from edge.consent import may_write_ad_cookies
+from edge.enrich import client_ip, is_bot
+from edge.errors import InvalidEvent, NotFound, OriginNotAllowed, Unauthorized, UnsupportedMedia
+from edge.identity import SetCookie, identify, merge
+from edge.routing import route
+from edge.schema import (
+    Client,
+    Consent,
+    EventIn,
+    Page,
+    Source,
+    StoredEvent,
+    User,
+    check_time,
+    decode_events,
+    mint_event_id,
+    split_data,
+)
+from edge.settings import Settings
+from edge.store import Decision, Store
+
+ACCEPTED_MEDIA_TYPES = ("application/json", "text/plain", "")
+SERVER_ONLY_FIELDS = ("ids", "ip", "user_agent")
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """What the request itself says about the browser behind a hit."""
+
+    cookies: Mapping[str, str]
+    host: str
+    ip: str | None
+    user_agent: str | None
+    gpc: bool
+
+
+def origin_allowed(origin: str, domains: Sequence[str]) -> bool:
+    host = (urlsplit(origin).hostname or "").lower()
+    return any(host == d or host.endswith("." + d) for d in domains)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+class Collector:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        notify: Callable[[Sequence[str]], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.notify = notify
+        self.clock = clock
+        self.destinations = list(settings.destinations.values())
+
+    # -- endpoints ---------------------------------------------------------------------
+
+    async def collect(self, request: Request) -> Response:
+        origin = request.headers.get("origin")
+        if origin and not origin_allowed(origin, self.settings.domains):
+            raise OriginNotAllowed("this origin is not listed in site.domains")
+        events = await self._read(request)
+        for i, event in enumerate(events):
+            for name in SERVER_ONLY_FIELDS:
+                if getattr(event, name) is not None:
+                    path = f"$.events[{i}].{name}" if len(events) > 1 else f"$.{name}"
+                    raise InvalidEvent(
+                        f"{path}: only accepted on /v1/events with an API key", field=path
+                    )
+        visitor = Visitor(
+            cookies=request.cookies,
+            host=(request.url.hostname or "").lower(),
+            ip=client_ip(
+                request.client.host if request.client else None,
+                request.headers.get("x-forwarded-for"),
+                self.settings.trusted_proxies,
+            ),
+            user_agent=request.headers.get("user-agent"),
+            gpc=request.headers.get("sec-gpc") == "1",
+        )
+        stored, cookies = self._prepare(events, "browser", visitor)
+        event_ids = await self._append(stored)
+        response = JSONResponse({"event_ids": event_ids})
+        for cookie in cookies:
+            response.headers.append("set-cookie", cookie.header())
+        response.headers["cache-control"] = "no-store"
+        return response
+
+    async def server_events(self, request: Request) -> Response:
+        self.authorize(request)
+        events = await self._read(request)
+        stored, _ = self._prepare(events, "server", None)
+        event_ids = await self._append(stored)
+        return JSONResponse({"event_ids": event_ids})
+
+    async def event_status(self, request: Request) -> Response:
+        self.authorize(request)
+        event_id = request.path_params["event_id"]
+        rows = await self.store.deliveries(event_id)
+        if not rows and await self.store.get_event(event_id) is None:
+            raise NotFound("no event with this event_id is stored")
+        return JSONResponse(
+            {
+                "event_id": event_id,
+                "destinations": {
+                    row.destination: {
+                        "status": row.status,
+                        "reason": row.reason,
+                        "attempts": row.attempts,
+                        "updated_at": row.updated_at,
+                    }
+                    for row in rows
+                },
+            }
+        )
+
+    # -- steps -------------------------------------------------------------------------
+
+    def authorize(self, request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("send Authorization: Bearer <api key>")
+        token_bytes = token.strip().encode()
+        # compare against every key without stopping early: no timing hint which key matched
+        matched = False
+        for key in self.settings.api_keys:
+            matched |= hmac.compare_digest(token_bytes, key.encode())
+        if not matched:
+            raise Unauthorized("the API key is not valid")
+
+    async def _read(self, request: Request) -> list[EventIn]:
+        if media_type(request) not in ACCEPTED_MEDIA_TYPES:
+            raise UnsupportedMedia("send JSON as application/json or text/plain")
+        body = await request.body()
+        return decode_events(body)
+
+    def _prepare(
+        self, events: Sequence[EventIn], source: Source, visitor: Visitor | None
+    ) -> tuple[list[StoredEvent], list[SetCookie]]:
+        now = self.clock()
+        single = len(events) == 1
+        cookies: dict[str, str] = dict(visitor.cookies) if visitor else {}
+        written: dict[str, SetCookie] = {}
+        stored = []
+        for i, event in enumerate(events):
+            path = "$" if single else f"$.events[{i}]"
+            data, custom = split_data(event.data, path)
+            page = event.page or Page()
+            consent = event.consent or Consent()
+            if visitor is not None:
+                gpc = bool(event.gpc) or visitor.gpc
+                may_write = self.settings.cookies_enabled and may_write_ad_cookies(
+                    consent, gpc, self.settings.consent_default
+                )
+                identity = identify(
+                    cookies,
+                    page.url,
+                    page.referrer,
+                    visitor.host,
+                    now,
+                    allowed_domains=self.settings.domains,
+                    write_cookies=may_write,
+                )
+                for cookie in identity.cookies:
+                    written[cookie.name] = cookie
+                    cookies[cookie.name] = cookie.value
+                ids = identity.ids
+                ip, user_agent = visitor.ip, visitor.user_agent
+            else:
+                gpc = bool(event.gpc)
+                ids = merge(
+                    event.ids,
+                    identify(
+                        {},
+                        page.url,
+                        page.referrer,
+                        "",
+                        now,
+                        allowed_domains=self.settings.domains,
+                        write_cookies=False,
+                    ).ids,
+                )
+                ip, user_agent = _checked_ip(event.ip, path), event.user_agent
+            stored.append(
+                StoredEvent(
+                    event=event.event,
+                    event_id=event.event_id or mint_event_id(),
+                    time=check_time(event.time, now, path),
+                    received_at=now,
+                    source=source,
+                    page=page,
+                    user=event.user or User(),
+                    data=data,
+                    custom=custom,
+                    consent=consent,
+                    gpc=gpc,
+                    tcf=event.tcf,
+                    ids=ids,
+                    client=Client(
+                        ip=ip,
+                        user_agent=user_agent,
+                        is_bot=is_bot(user_agent) if user_agent else False,
+                    ),
+                    pixels=list(event.pixels or []),
+                )
+            )
+        return stored, list(written.values())
+
+    async def _append(self, events: list[StoredEvent]) -> list[str]:
+        items: list[tuple[StoredEvent, list[Decision]]] = [
+            (event, route(event, self.destinations, self.settings.consent_default))
+            for event in events
+        ]
+        inserted = await self.store.append(items)
+        wake = {
+            d.destination
+            for (_, decisions), new in zip(items, inserted, strict=True)
+            if new
+            for d in decisions
+            if d.status == "pending"
+        }
+        if wake:
+            self.notify(sorted(wake))
+        return [event.event_id for event in events]
+
+
+def _checked_ip(value: str | None, path: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise InvalidEvent(
+            f"{path}.ip: is not an IPv4 or IPv6 address", field=f"{path}.ip"
+        ) from None

@@ -1,0 +1,146 @@
+"""Cross-cutting limits as plain ASGI middleware."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from edge.enrich import Network, client_ip
+from edge.errors import BodyTooLarge, RateLimited, RequestError
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_RATE_PER_SECOND = 20.0  # per client address; a storefront sends a few hits a page
+DEFAULT_RATE_BURST = 60.0
+MAX_TRACKED_CLIENTS = 100_000  # bounds the limiter's memory under a flood of addresses
+
+
+async def send_error(
+    send: Send, error: RequestError, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = json.dumps(error.as_json()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status_code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes`` with 413, counted as they arrive.
+
+    A declared Content-Length over the limit is refused before reading. Otherwise the body
+    is read here, chunk by chunk, and refused as soon as it passes the limit (a lying or
+    absent length, chunked encoding), so memory never holds more than the limit; the app
+    then receives the body it would have read. Hit bodies are small and read whole anyway.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.error = BodyTooLarge(f"request body is larger than {max_bytes} bytes")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.max_bytes:
+                    await send_error(send, self.error)
+                    return
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: nothing to answer
+                return
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
+                await send_error(send, self.error)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect as usual
+
+        await self.app(scope, replay, send)
+
+
+class RateLimitMiddleware:
+    """A token bucket per client address for the hit endpoints; 429 when it runs dry."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        paths: tuple[str, ...],
+        trusted: Sequence[Network] = (),
+        rate: float = DEFAULT_RATE_PER_SECOND,
+        burst: float = DEFAULT_RATE_BURST,
+    ) -> None:
+        self.app = app
+        self.paths = paths
+        self.trusted = tuple(trusted)
+        self.rate = rate
+        self.burst = burst
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, key: str, now: float) -> bool:
+        tokens, stamp = self.buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - stamp) * self.rate)
+        allowed = tokens >= 1.0
+        self.buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self.buckets) > MAX_TRACKED_CLIENTS:
+            self.buckets.popitem(last=False)
+        return allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not scope["path"].endswith(self.paths)
+        ):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        forwarded = next((v for k, v in scope["headers"] if k == b"x-forwarded-for"), None)
+        key = (
+            client_ip(
+                client[0] if client else None,
+                forwarded.decode("latin-1") if forwarded else None,
+                self.trusted,
+            )
+            or "unknown"
+        )
+        if not self.allow(key, time.monotonic()):
+            await send_error(
+                send,
+                RateLimited("too many hits from this address; slow down"),
+                [(b"retry-after", b"1")],
+            )
+            return
+        await self.app(scope, receive, send)

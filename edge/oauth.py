@@ -1,0 +1,59 @@
+"""Short-lived access tokens for tags that authenticate with OAuth (Google's refresh tokens).
+
+The tag says how to ask (``token_request``) and how to read the answer (``parse_token``);
+this cache does the asking, keeps the token until shortly before it expires, and forgets it
+when the platform refuses it, so the next batch asks again. One exchange at a time per
+destination: a burst of batches must not stampede the token endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from tags.base import Destination, PlatformRequest, PlatformResponse, Tag, Token
+
+EXPIRY_MARGIN_SECONDS = 120.0  # refresh this long before the platform's expiry
+
+
+class TokenError(Exception):
+    """The exchange failed; ``str()`` names the OAuth error code, never a secret."""
+
+
+Send = Callable[[PlatformRequest], Awaitable[PlatformResponse]]
+
+
+@dataclass
+class _Cached:
+    value: str
+    expires_at: float
+
+
+class TokenCache:
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self._tokens: dict[str, _Cached] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def forget(self, name: str) -> None:
+        self._tokens.pop(name, None)
+
+    async def authorize(self, tag: Tag, destination: Destination, send: Send) -> Destination:
+        """``destination`` with a valid ``bearer`` (unchanged for tags without OAuth)."""
+        token_request = getattr(tag, "token_request", None)
+        if token_request is None:
+            return destination
+        lock = self._locks.setdefault(destination.name, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(destination.name)
+            if cached is None or cached.expires_at - EXPIRY_MARGIN_SECONDS <= self.clock():
+                response = await send(token_request(destination))
+                try:
+                    token: Token = tag.parse_token(response)  # type: ignore[attr-defined]
+                except (ValueError, KeyError, TypeError) as err:
+                    raise TokenError(f"token exchange refused: {err}") from None
+                cached = _Cached(token.value, self.clock() + token.expires_in)
+                self._tokens[destination.name] = cached
+        return dataclasses.replace(destination, bearer=cached.value)

@@ -1,0 +1,114 @@
+"""The durable store: outbox, delivery states and attempts behind one interface.
+
+``SQLiteStore`` (embedded, WAL, group commit) is the default. A distributed implementation
+shares the same interface: ``claim`` hands out leases, so several processes can drain one
+outbox without sending an event twice at once, and a crashed holder's lease simply expires.
+
+Delivery states, per (event, destination):
+
+    pending ──send──> sent
+       │  └─retry──> pending (next_at later, attempts + 1)
+       ├──────────> dead       (rejected, expired, or out of attempts; replayable)
+       └──────────> cancelled  (consent withdrawn before sending)
+    skipped                    (never queued: consent, unmapped event, bot, …)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from edge.schema import StoredEvent
+
+Status = Literal["pending", "sent", "skipped", "dead", "cancelled"]
+FINAL_STATUSES = ("sent", "skipped", "dead", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What routing decided for one destination when the event arrived."""
+
+    destination: str
+    status: Literal["pending", "skipped"]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    event: StoredEvent
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The new state of one delivery after an attempt (or a decision not to attempt)."""
+
+    event_id: str
+    status: Status
+    reason: str
+    attempts: int
+    next_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    event_id: str
+    destination: str
+    status: Status
+    reason: str
+    attempts: int
+    next_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    destination: str
+    at: float
+    events: int
+    http_status: int | None
+    verdict: str
+    reason: str
+    latency_ms: float
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def append(self, items: Sequence[tuple[StoredEvent, Sequence[Decision]]]) -> list[bool]:
+        """Store events and their routing decisions durably; True where the event is new.
+
+        Returns only after the data is committed. A repeated event_id is not stored again.
+        """
+        ...
+
+    async def claim(
+        self, destination: str, limit: int, now: float, lease_seconds: float
+    ) -> list[Claimed]: ...
+
+    async def settle(self, destination: str, settlements: Sequence[Settlement]) -> None: ...
+
+    async def record_attempt(self, attempt: Attempt) -> None: ...
+
+    async def deliveries(self, event_id: str) -> list[DeliveryRow]: ...
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """destination -> status -> number of deliveries."""
+        ...
+
+    async def get_event(self, event_id: str) -> StoredEvent | None: ...
+
+
+__all__ = [
+    "FINAL_STATUSES",
+    "Attempt",
+    "Claimed",
+    "Decision",
+    "DeliveryRow",
+    "Settlement",
+    "Status",
+    "Store",
+]

@@ -1,0 +1,154 @@
+"""Shared test helpers: a TOML writer for configs and a programmable mock of the platforms."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+META_HOST = "meta.test"
+TIKTOK_HOST = "tiktok.test"
+API_KEY = "test-api-key-0123456789"
+META_TOKEN = "meta-secret-token-XYZ"
+TIKTOK_TOKEN = "tiktok-secret-token-XYZ"
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(type(value))
+
+
+def to_toml(config: dict[str, Any]) -> str:
+    """Write nested dicts as TOML tables (enough for our configs)."""
+    lines: list[str] = []
+
+    def table(prefix: str, body: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in body.items() if not isinstance(v, dict) or k == "events"}
+        tables = {k: v for k, v in body.items() if isinstance(v, dict) and k != "events"}
+        if prefix:
+            lines.append(f"[{prefix}]")
+        for key, value in scalars.items():
+            lines.append(f"{key} = {toml_value(value)}")
+        for key, value in tables.items():
+            table(f"{prefix}.{key}" if prefix else key, value)
+
+    table("", config)
+    return "\n".join(lines) + "\n"
+
+
+def base_config(database: str, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "site": {"domains": ["shop.example"], "default_country": "US"},
+        "server": {"database": database},
+        "api": {"keys": [API_KEY]},
+        "consent": {"default": "denied"},
+        "dispatch": {
+            "linger_ms": 5,
+            "retry_base_seconds": 0.05,
+            "retry_max_seconds": 0.2,
+            "poll_seconds": 0.05,
+            "setup_recheck_seconds": 0.5,
+        },
+        "destinations": {
+            "meta": {
+                "pixel_id": "123456789012345",
+                "access_token": META_TOKEN,
+                "base_url": f"https://{META_HOST}",
+            },
+            "tiktok": {
+                "pixel_id": "ABCDEFGHIJ0123456789",
+                "access_token": TIKTOK_TOKEN,
+                "base_url": f"https://{TIKTOK_HOST}",
+            },
+        },
+    }
+    for section, values in overrides.items():
+        if isinstance(values, dict) and isinstance(config.get(section), dict):
+            config[section] = {**config[section], **values}
+        else:
+            config[section] = values
+    return config
+
+
+Responder = Callable[[httpx.Request], httpx.Response]
+
+
+def platform_success(request: httpx.Request) -> httpx.Response:
+    body = json.loads(request.content) if request.content else {}
+    if request.url.host == META_HOST:
+        if request.method == "GET":
+            return httpx.Response(200, json={"id": "123456789012345", "name": "pixel"})
+        return httpx.Response(200, json={"events_received": len(body.get("data", []))})
+    if request.url.host == TIKTOK_HOST:
+        return httpx.Response(200, json={"code": 0, "message": "OK", "data": {}})
+    return httpx.Response(200, json={})
+
+
+class Platforms:
+    """Every platform at once, as an httpx handler: records requests, answers as scripted."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests: list[tuple[float, httpx.Request]] = []
+        self.scripts: dict[str, list[Responder]] = {}
+        self.default: dict[str, Responder] = {}
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        with self.lock:
+            self.requests.append((time.monotonic(), request))
+            script = self.scripts.get(request.url.host)
+            responder = script.pop(0) if script else self.default.get(request.url.host)
+        return (responder or platform_success)(request)
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handler)
+
+    def script(self, host: str, *responders: Responder) -> None:
+        with self.lock:
+            self.scripts.setdefault(host, []).extend(responders)
+
+    def sent_to(self, host: str) -> list[httpx.Request]:
+        with self.lock:
+            return [r for _, r in self.requests if r.url.host == host]
+
+    def times(self, host: str) -> list[float]:
+        with self.lock:
+            return [t for t, r in self.requests if r.url.host == host]
+
+    def events_to(self, host: str) -> list[dict[str, Any]]:
+        """Every event in every request to host (Meta and TikTok both use a `data` list)."""
+        events = []
+        for request in self.sent_to(host):
+            if request.method == "POST":
+                events.extend(json.loads(request.content)["data"])
+        return events
+
+
+def respond(status: int, body: Any = None, headers: dict[str, str] | None = None) -> Responder:
+    def responder(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=body if body is not None else {}, headers=headers)
+
+    return responder
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

@@ -1,0 +1,122 @@
+"""A real edge process killed with SIGKILL after acknowledging events delivers them all later."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .support import base_config, to_toml, wait_until
+
+pytestmark = pytest.mark.slow
+EVENTS = 25
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spawn(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "edge", *args], stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def wait_healthy(url: str) -> None:
+    def up() -> bool:
+        try:
+            return httpx.get(url, timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, timeout=20, interval=0.1)
+
+
+@pytest.fixture
+def sinks(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    proc = spawn("sinks", "--port", str(port), log=tmp_path / "sinks.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(f"{base}/requests")
+        yield base
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def delivered_ids(sinks: str, platform: str) -> set[str]:
+    received = httpx.get(f"{sinks}/requests", params={"platform": platform}).json()
+    return {
+        event["event_id"]
+        for entry in received
+        if entry["answered"] == 200 and entry["method"] == "POST"
+        for event in entry["json"]["data"]
+    }
+
+
+def test_sigkill_after_acknowledging_loses_nothing(tmp_path: Path, sinks: str) -> None:
+    config = base_config(str(tmp_path / "edge.db"), consent={"default": "granted"})
+    config["destinations"]["meta"]["base_url"] = f"{sinks}/meta"
+    config["destinations"]["tiktok"]["base_url"] = f"{sinks}/tiktok"
+    config_path = tmp_path / "edge.toml"
+    config_path.write_text(to_toml(config))
+    for platform in ("meta", "tiktok"):  # both platforms down: nothing can be delivered yet
+        httpx.post(
+            f"{sinks}/_control/fail", json={"platform": platform, "status": 503, "times": 10**6}
+        )
+
+    port = free_port()
+    edge_url = f"http://127.0.0.1:{port}"
+    args = ("serve", "--config", str(config_path), "--port", str(port))
+    edge = spawn(*args, log=tmp_path / "edge.log")
+    try:
+        wait_healthy(f"{edge_url}/healthz")
+        ids = [f"crash-{i}" for i in range(EVENTS)]
+        for event_id in ids:
+            answer = httpx.post(
+                f"{edge_url}/collect",
+                content=json.dumps(
+                    {
+                        "event": "purchase",
+                        "event_id": event_id,
+                        "page": {"url": "https://shop.example/thanks"},
+                        "user": {"email": "crash@example.com"},
+                        "data": {"value": 10, "currency": "USD"},
+                    }
+                ),
+                headers={"content-type": "text/plain", "user-agent": "Mozilla/5.0 test"},
+            )
+            assert answer.status_code == 200 and answer.json() == {"event_ids": [event_id]}
+        os.kill(edge.pid, signal.SIGKILL)
+        assert edge.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if edge.poll() is None:
+            edge.kill()
+    assert delivered_ids(sinks, "meta") == set() == delivered_ids(sinks, "tiktok")
+
+    httpx.post(f"{sinks}/_control/reset")  # the platforms recover
+    edge = spawn(*args, log=tmp_path / "edge.log")
+    try:
+        wait_healthy(f"{edge_url}/healthz")
+        wait_until(
+            lambda: delivered_ids(sinks, "meta") == set(ids) == delivered_ids(sinks, "tiktok"),
+            timeout=30,
+            interval=0.2,
+        )
+    finally:
+        edge.send_signal(signal.SIGTERM)  # and a clean stop on SIGTERM
+        # uvicorn finishes its shutdown, then re-raises the signal as its exit status
+        assert edge.wait(timeout=20) in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in (tmp_path / "edge.log").read_text()
