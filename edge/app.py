@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -20,7 +19,7 @@ from edge.collect import Collector
 from edge.dispatcher import Dispatcher
 from edge.errors import RequestError, StoreError
 from edge.loader import LoaderScript
-from edge.middleware import BodyLimitMiddleware, RateLimitMiddleware
+from edge.middleware import BodyLimitMiddleware, CORSMiddleware, RateLimitMiddleware
 from edge.settings import Settings
 from edge.store import Store
 from edge.store.sqlite import SQLiteStore
@@ -28,13 +27,6 @@ from edge.store.sqlite import SQLiteStore
 log = logging.getLogger("capi_edge")
 
 HIT_PATHS = ("/collect", "/v1/events")
-
-
-def cors_origin_regex(domains: tuple[str, ...]) -> str:
-    import re
-
-    alternatives = "|".join(re.escape(d) for d in domains)
-    return rf"https?://([a-z0-9-]+\.)*({alternatives})(:\d+)?"
 
 
 async def request_error(request: Request, exc: Exception) -> Response:
@@ -92,14 +84,7 @@ def create_app(
         *(extra_routes or []),
     ]
     middleware = [
-        Middleware(
-            CORSMiddleware,
-            allow_origin_regex=cors_origin_regex(settings.domains),
-            allow_methods=["POST", "OPTIONS"],
-            allow_headers=["content-type"],
-            allow_credentials=True,
-            max_age=86400,
-        ),
+        Middleware(CORSMiddleware, domains=settings.domains),
         Middleware(BodyLimitMiddleware),
     ]
     rate, burst = settings.rate_limit

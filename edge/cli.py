@@ -12,6 +12,7 @@ from edge.errors import ConfigError
 EXIT_CONFIG = 2
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+GIL_SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -23,6 +24,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = load(args.config)
     app = create_app(settings)
+    # The store's writer thread and the event loop trade the GIL on every commit; CPython's
+    # default 5 ms switch interval would let one wait on the other for that long.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     uvicorn.run(
         app,
         host=args.host,

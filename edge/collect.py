@@ -58,6 +58,14 @@ def origin_allowed(origin: str, domains: Sequence[str]) -> bool:
     return any(host == d or host.endswith("." + d) for d in domains)
 
 
+def request_host(header: str) -> str:
+    """The Host header without its port (``[v6]:port`` included), lowercased."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else ""
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
@@ -92,7 +100,7 @@ class Collector:
                     )
         visitor = Visitor(
             cookies=request.cookies,
-            host=(request.url.hostname or "").lower(),
+            host=request_host(request.headers.get("host", "")),
             ip=client_ip(
                 request.client.host if request.client else None,
                 request.headers.get("x-forwarded-for"),

@@ -10,7 +10,8 @@ from user_agents import parse as parse_user_agent
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_FORWARDED_HOPS = 20
-UA_CACHE_SIZE = 4096  # parsing a UA costs ~100 µs; storefront traffic repeats a few hundred
+UA_CACHE_SIZE = 4096
+IP_CACHE_SIZE = 4096  # parsing a UA costs ~100 µs; storefront traffic repeats a few hundred
 
 
 def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -23,6 +24,12 @@ def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(value)
     except ValueError:
         return None
+
+
+@lru_cache(maxsize=IP_CACHE_SIZE)
+def _canonical(peer: str) -> str | None:
+    addr = _ip(peer)
+    return str(addr) if addr is not None else None
 
 
 def _trusted(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, nets: Sequence[Network]) -> bool:
@@ -38,10 +45,12 @@ def client_ip(
     network is the client. A header from an untrusted peer is ignored entirely, so a client
     cannot spoof its IP by sending X-Forwarded-For itself.
     """
+    if not forwarded_for:  # the common case: the server's own peer address, already valid
+        return _canonical(peer) if peer else None
     peer_addr = _ip(peer) if peer else None
     if peer_addr is None:
         return None
-    if not forwarded_for or not _trusted(peer_addr, trusted):
+    if not _trusted(peer_addr, trusted):
         return str(peer_addr)
     hops = [h for h in forwarded_for.split(",")][-MAX_FORWARDED_HOPS:]
     candidate = peer_addr

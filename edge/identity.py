@@ -21,8 +21,8 @@ tags read. Rules kept from the platforms:
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -40,8 +40,13 @@ ID_CHARSET = re.compile(r"^[A-Za-z0-9._~\-]{1,512}$")
 AWC_CHARSET = re.compile(r"^[A-Za-z0-9._~,\-]{1,512}$")  # several awc values, comma-joined
 TTP_LENGTH = 27
 TTP_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+# Random bytes -> alphanumerics in one C call (the slight modulo bias is irrelevant to an ID).
+_TTP_TABLE = bytes(ord(TTP_ALPHABET[i % len(TTP_ALPHABET)]) for i in range(256))
 FBP_RANDOM_MIN, FBP_RANDOM_MAX = 1_000_000_000, 2_147_483_647
 COOKIE_ATTRIBUTES = "Path=/; Secure; SameSite=Lax"
+# Browser IDs (_fbp, _ttp) must be unique, not secret: the module PRNG (seeded from the OS,
+# reseeded after fork) avoids a urandom syscall per hit, which on the hot path costs a GIL
+# hand-off to the store's writer thread.
 
 _psl = PublicSuffixList()
 
@@ -161,6 +166,8 @@ CLICK_IDS: tuple[ClickId, ...] = (
         write=lambda v, now, idx: f"_uet{v}",
     ),
 )
+PARAM_INDEX = {param: spec.field for spec in CLICK_IDS for param in spec.params}
+COOKIE_INDEX = {spec.cookie: spec.field for spec in CLICK_IDS if spec.cookie}
 # Browser IDs the platforms' own tags write; read, never written, except those we mint.
 BROWSER_COOKIES: Mapping[str, tuple[str, Callable[[str], str | None]]] = {
     "_fbp": ("fbp", lambda v: v if _fb_created(v) is not None else None),
@@ -168,6 +175,8 @@ BROWSER_COOKIES: Mapping[str, tuple[str, Callable[[str], str | None]]] = {
     "_ga": ("ga_client_id", _ga_client_id),
     "_scid": ("scid", lambda v: v),
     "_rdt_uuid": ("rdt_uuid", lambda v: v),
+    "crto_mapped_user_id": ("crto_mapped_user_id", lambda v: v),
+    "crto_is_user_optout": ("crto_is_user_optout", lambda v: v),
 }
 FBP_LIFETIME_DAYS = 90
 TTP_LIFETIME_DAYS = 395  # 13 months, as TikTok's pixel
@@ -263,7 +272,12 @@ def identify(
         if write_cookies and remaining > 0:
             written.append(SetCookie(name, value, remaining, domain))
 
+    # Most hits carry no click ID and few cookies: look only at identifiers that are there.
+    present = {PARAM_INDEX[k] for k in (*url_query, *referrer_query) if k in PARAM_INDEX}
+    present.update(COOKIE_INDEX[k] for k in cookies if k in COOKIE_INDEX)
     for spec in CLICK_IDS:
+        if spec.field not in present:
+            continue
         clicked = _from_url(spec, url_query, referrer_query)
         raw_cookie = cookies.get(spec.cookie) if spec.cookie else None
         stored = spec.read(raw_cookie) if raw_cookie else None
@@ -286,14 +300,15 @@ def identify(
             if created is not None:  # re-issue: repairs a capped copy, never extends it
                 keep(spec.cookie or "", raw_cookie, spec.lifetime_days, created)
 
-    for name, (id_field, read) in BROWSER_COOKIES.items():
-        raw = cookies.get(name)
-        value = read(raw) if raw else None
-        if value and ID_CHARSET.match(value):
-            ids[id_field] = value
-    if session := _ga_session_cookie(cookies):
-        if ID_CHARSET.match(session):
-            ids["ga_session_id"] = session
+    if cookies:
+        for name, (id_field, read) in BROWSER_COOKIES.items():
+            raw = cookies.get(name)
+            value = read(raw) if raw else None
+            if value and ID_CHARSET.match(value):
+                ids[id_field] = value
+        if session := _ga_session_cookie(cookies):
+            if ID_CHARSET.match(session):
+                ids["ga_session_id"] = session
 
     if write_cookies:
         _browser_ids(ids, now, index, keep)
@@ -305,12 +320,17 @@ def _browser_ids(ids: dict[str, str], now: float, index: int, keep: Callable[...
     if "fbp" in ids:
         keep("_fbp", ids["fbp"], FBP_LIFETIME_DAYS, _fb_created(ids["fbp"]))
     else:
-        random_part = secrets.randbelow(FBP_RANDOM_MAX - FBP_RANDOM_MIN) + FBP_RANDOM_MIN
+        random_part = random.randint(FBP_RANDOM_MIN, FBP_RANDOM_MAX)
         ids["fbp"] = f"fb.{index}.{int(now * 1000)}.{random_part}"
         keep("_fbp", ids["fbp"], FBP_LIFETIME_DAYS)
     if "ttp" not in ids:
-        ids["ttp"] = "".join(secrets.choice(TTP_ALPHABET) for _ in range(TTP_LENGTH))
+        ids["ttp"] = random_ttp()
         keep("_ttp", ids["ttp"], TTP_LIFETIME_DAYS)
+
+
+def random_ttp() -> str:
+    """27 random alphanumerics, like TikTok's pixel."""
+    return random.randbytes(TTP_LENGTH).translate(_TTP_TABLE).decode()
 
 
 def merge(explicit: Ids | None, derived: Ids) -> Ids:

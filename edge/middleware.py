@@ -90,6 +90,76 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
+class CORSMiddleware:
+    """CORS for the site's own domains only, with credentials (the hit carries cookies).
+
+    Hits are ``text/plain`` POSTs that need no preflight; a preflight (a backend-style JSON
+    post from the browser) is answered here. Origins outside ``domains`` get no CORS
+    headers at all, so the browser refuses to expose anything to them. Starlette's own
+    CORSMiddleware would do, but it rebuilds its headers on every response; this one
+    precomputes them.
+    """
+
+    def __init__(self, app: ASGIApp, *, domains: Sequence[str], max_age: int = 86_400) -> None:
+        self.app = app
+        self.domains = tuple(domains)
+        self.preflight_headers = [
+            (b"access-control-allow-methods", b"POST, OPTIONS"),
+            (b"access-control-allow-headers", b"content-type, authorization"),
+            (b"access-control-allow-credentials", b"true"),
+            (b"access-control-max-age", str(max_age).encode()),
+            (b"vary", b"Origin"),
+            (b"content-length", b"0"),
+        ]
+
+    def allowed(self, origin: bytes) -> bool:
+        try:
+            text = origin.decode("ascii")
+        except UnicodeDecodeError:
+            return False
+        scheme, _, rest = text.partition("://")
+        host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+        host = host.lower()
+        return scheme in ("http", "https") and any(
+            host == d or host.endswith("." + d) for d in self.domains
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        origin = next((v for k, v in scope["headers"] if k == b"origin"), None)
+        if origin is None or not self.allowed(origin):
+            await self.app(scope, receive, send)
+            return
+        allow = [(b"access-control-allow-origin", origin)]
+        is_preflight = scope["method"] == "OPTIONS" and any(
+            k == b"access-control-request-method" for k, _ in scope["headers"]
+        )
+        if is_preflight:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": allow + self.preflight_headers,
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    *allow,
+                    (b"access-control-allow-credentials", b"true"),
+                    (b"vary", b"Origin"),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, with_cors)
+
+
 class RateLimitMiddleware:
     """A token bucket per client address for the hit endpoints; 429 when it runs dry."""
 

@@ -11,6 +11,7 @@ Decoding never echoes values back: an error names the field and the rule it brok
 
 from __future__ import annotations
 
+import random
 import re
 import time as _time
 import uuid
@@ -138,6 +139,8 @@ class Ids(Struct, forbid_unknown_fields=True, omit_defaults=True):
     tblci: IdValue | None = None
     ob_click_id: IdValue | None = None
     msclkid: IdValue | None = None
+    crto_mapped_user_id: IdValue | None = None  # Criteo's GUM ID, from its own cookie
+    crto_is_user_optout: IdValue | None = None
 
 
 PIXELS = Literal["meta", "tiktok", "pinterest", "snapchat", "reddit", "google", "linkedin"]
@@ -271,7 +274,12 @@ def check_time(value: float | None, now: float, path: str) -> int:
 
 
 def mint_event_id() -> str:
-    return str(uuid.uuid4())
+    """A version-4 UUID from the module PRNG (seeded from the OS, reseeded after fork).
+
+    Unique is what an event_id must be, not unguessable; ``uuid.uuid4()`` would make a
+    urandom syscall per event on the hot path.
+    """
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def now() -> float:
