@@ -191,8 +191,7 @@ class DestinationWorker:
         try:
             destination = await self.authorized()
         except TokenError as err:
-            verdict = Verdict(Kind.SETUP, str(err))
-            self._settle(verdict, events, attempts, pending)
+            self._settle(err.verdict, events, attempts, pending)
             return
         for built in self.tag.build(events, destination):
             for event_id, reason in built.rejected.items():
@@ -214,6 +213,18 @@ class DestinationWorker:
                 )
             )
             group = [by_id[i] for i in built.event_ids]
+            if verdict.kind is Kind.SPLIT and verdict.rejected:
+                # The platform named the bad events: dead-letter them, resend the rest once.
+                for event_id, reason in verdict.rejected.items():
+                    if event_id in by_id:
+                        tried = attempts[event_id] + 1
+                        pending.settlements.append(
+                            Settlement(event_id, "dead", f"rejected: {reason}", tried)
+                        )
+                rest = [e for e in group if e.event_id not in verdict.rejected]
+                if rest:
+                    await self._deliver(rest, attempts, pending)
+                continue
             if verdict.kind is Kind.SPLIT and len(group) > 1:
                 middle = len(group) // 2
                 await self._deliver(group[:middle], attempts, pending)
@@ -269,7 +280,7 @@ class DestinationWorker:
         try:
             destination = await self.authorized()
         except TokenError as err:
-            return ConnectionTest(False, None, _ms(started), str(err))
+            return ConnectionTest(False, None, _ms(started), err.verdict.reason)
         except httpx.HTTPError as err:
             return ConnectionTest(False, None, _ms(started), f"network: {type(err).__name__}")
         probe_verdict = getattr(self.tag, "probe_verdict", None)

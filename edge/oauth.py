@@ -13,13 +13,23 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from tags.base import Destination, PlatformRequest, PlatformResponse, Tag, Token
+import httpx
+
+from tags.base import Destination, Kind, PlatformRequest, PlatformResponse, Tag, Token, Verdict
 
 EXPIRY_MARGIN_SECONDS = 120.0  # refresh this long before the platform's expiry
 
 
 class TokenError(Exception):
-    """The exchange failed; ``str()`` names the OAuth error code, never a secret."""
+    """The exchange failed; ``verdict`` says what that means (pause, retry, throttle).
+
+    The reason names the OAuth error code, never a secret. A tag's ``parse_token`` may raise
+    a ``ValueError`` carrying its own ``verdict``; any other failure pauses the destination.
+    """
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.reason)
+        self.verdict = verdict
 
 
 Send = Callable[[PlatformRequest], Awaitable[PlatformResponse]]
@@ -49,11 +59,18 @@ class TokenCache:
         async with lock:
             cached = self._tokens.get(destination.name)
             if cached is None or cached.expires_at - EXPIRY_MARGIN_SECONDS <= self.clock():
-                response = await send(token_request(destination))
+                try:
+                    response = await send(token_request(destination))
+                except httpx.HTTPError as err:
+                    reason = f"token exchange: network: {type(err).__name__}"
+                    raise TokenError(Verdict(Kind.RETRY, reason)) from None
                 try:
                     token: Token = tag.parse_token(response)  # type: ignore[attr-defined]
                 except (ValueError, KeyError, TypeError) as err:
-                    raise TokenError(f"token exchange refused: {err}") from None
+                    verdict = getattr(err, "verdict", None)
+                    if not isinstance(verdict, Verdict):
+                        verdict = Verdict(Kind.SETUP, f"token exchange refused: {err}")
+                    raise TokenError(verdict) from None
                 cached = _Cached(token.value, self.clock() + token.expires_in)
                 self._tokens[destination.name] = cached
         return dataclasses.replace(destination, bearer=cached.value)

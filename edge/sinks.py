@@ -29,12 +29,25 @@ from starlette.routing import Route
 
 MAX_RECORDED = 2_000
 REDACTED_HEADERS = frozenset({"authorization", "access-token", "x-api-key", "cookie"})
+REDACTED_PARAMS = frozenset({"access_token", "api_secret"})  # GA4 and Snapchat: in the query
 
 # What each platform answers on success; an event count is filled in where it reports one.
 SUCCESS_BODIES: Mapping[str, Any] = {
     "meta": {"events_received": "{n}", "messages": [], "fbtrace_id": "sink"},
     "tiktok": {"code": 0, "message": "OK", "request_id": "sink", "data": {}},
+    "google_ads": {"requestId": "sink-request"},
+    "ga4": {"validationMessages": []},
+    "pinterest": {"num_events_received": "{n}", "num_events_processed": "{n}", "events": []},
+    "snapchat": {"status": "VALID", "reason": "Events have been processed successfully."},
+    "linkedin": {"elements": []},
+    "reddit": {"data": {"message": "Successfully processed conversion events."}},
+    "criteo": {},
+    "awin": {},
+    "taboola": {},
+    "outbrain": {},
 }
+# OAuth token endpoints (Google's) pointed at the sink get a token.
+TOKEN_BODY = {"access_token": "sink-access-token", "expires_in": 3599, "token_type": "Bearer"}
 
 
 @dataclass
@@ -57,12 +70,18 @@ class Recorder:
 
 
 def _event_count(body: Any) -> int:
-    if isinstance(body, dict) and isinstance(body.get("data"), list):
-        return len(body["data"])
+    if isinstance(body, dict):
+        for key in ("data", "events", "elements", "conversions"):
+            if isinstance(body.get(key), list):
+                return len(body[key])
+        if isinstance(body.get("data"), dict) and isinstance(body["data"].get("events"), list):
+            return len(body["data"]["events"])  # Reddit
     return 1
 
 
-def _success(platform: str, method: str, body: Any) -> Any:
+def _success(platform: str, method: str, body: Any, path: str) -> Any:
+    if path.endswith("/token"):
+        return TOKEN_BODY
     if method == "GET":
         return {"id": "sink", "name": f"{platform} (local sink)"}
     template = SUCCESS_BODIES.get(platform, {"ok": True})
@@ -85,7 +104,10 @@ def create_sinks_app(recorder: Recorder | None = None) -> Starlette:
             "at": time.time(),
             "method": request.method,
             "path": "/" + request.path_params["rest"],
-            "query": dict(request.query_params),
+            "query": {
+                k: ("[redacted]" if k in REDACTED_PARAMS else v)
+                for k, v in request.query_params.items()
+            },
             "headers": {
                 k: ("[redacted]" if k in REDACTED_HEADERS else v)
                 for k, v in request.headers.items()
@@ -108,7 +130,7 @@ def create_sinks_app(recorder: Recorder | None = None) -> Starlette:
                 )
             entry["answered"] = 200
             recorder.requests.append(entry)
-        return JSONResponse(_success(platform, request.method, body))
+        return JSONResponse(_success(platform, request.method, body, entry["path"]))
 
     async def control_fail(request: Request) -> Response:
         spec = await request.json()

@@ -9,17 +9,40 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import cast
 
-from . import meta, tiktok
+from . import (
+    awin,
+    criteo,
+    ga4,
+    google_ads,
+    linkedin,
+    meta,
+    outbrain,
+    pinterest,
+    reddit,
+    snapchat,
+    taboola,
+    tiktok,
+)
 from .base import Tag
 
 TAGS: MappingProxyType[str, Tag] = MappingProxyType(
     {
         "meta": cast(Tag, meta),
         "tiktok": cast(Tag, tiktok),
+        "google_ads": cast(Tag, google_ads),
+        "ga4": cast(Tag, ga4),
+        "pinterest": cast(Tag, pinterest),
+        "snapchat": cast(Tag, snapchat),
+        "linkedin": cast(Tag, linkedin),
+        "reddit": cast(Tag, reddit),
+        "criteo": cast(Tag, criteo),
+        "awin": cast(Tag, awin),
+        "taboola": cast(Tag, taboola),
+        "outbrain": cast(Tag, outbrain),
     }
 )
 
-# Every platform the config accepts; the ones not in TAGS yet are refused with a clear message.
+# Every platform the config accepts, in the order the dashboard shows them.
 PLATFORMS = (
     "meta",
     "tiktok",

@@ -58,6 +58,8 @@ THROTTLE_CODES = frozenset({4, 17, 32, 613, 80003})
 TRANSIENT_CODES = frozenset({1, 2, 341, 368, 5000, 21009})
 SETUP_CODES = frozenset({10, 190, 200, 294, 2635})
 MISSING_OBJECT_SUBCODE = 33  # the pixel does not exist or the token cannot see it
+# Keys that can match a person on their own; IP and user agent count only together.
+MATCH_KEYS = ("em", "ph", "external_id", "fbc", "fbp", "fn", "ln", "db", "zp")
 LDU = {"data_processing_options": ["LDU"], "data_processing_options_country": 0}
 
 SPEC = TagSpec(
@@ -209,7 +211,10 @@ def problem(event: StoredEvent, payload: dict[str, Any]) -> str | None:
         return "website events need the visitor's user agent (pass user_agent)"
     if not event.page.url:
         return "website events need the page URL (page.url)"
-    if not payload["user_data"]:
+    user = payload["user_data"]
+    if not any(key in user for key in MATCH_KEYS) and not (
+        "client_ip_address" in user and "client_user_agent" in user
+    ):
         return "no customer information to match on"
     return None
 

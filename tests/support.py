@@ -152,3 +152,44 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: fl
             return
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+# One valid set of credentials per platform (formats as each tag validates them).
+CREDENTIALS: dict[str, dict[str, str]] = {
+    "meta": {"pixel_id": "123456789012345", "access_token": META_TOKEN},
+    "tiktok": {"pixel_id": "ABCDEFGHIJ0123456789", "access_token": TIKTOK_TOKEN},
+    "google_ads": {
+        "customer_id": "123-456-7890",
+        "conversion_action_id": "987654321",
+        "client_id": "123456789012-abc123def456.apps.googleusercontent.com",
+        "client_secret": "GOCSPX-google-client-secret",
+        "refresh_token": "1//google-refresh-token-XYZ",
+    },
+    "ga4": {"measurement_id": "G-ABCDE12345", "api_secret": "ga4-api-secret-XYZ"},
+    "pinterest": {"ad_account_id": "549755885175", "access_token": "pina_pinterest-token-XYZ"},
+    "snapchat": {
+        "pixel_id": "1ec32188-754e-4be2-8e55-c949a984a39f",
+        "access_token": "snapchat-access-token-XYZ",
+    },
+    "linkedin": {"access_token": "linkedin-access-token-XYZ", "conversion_id": "104567"},
+    "reddit": {"account_id": "a2_abc123", "access_token": "reddit-access-token-XYZ"},
+    "criteo": {"partner_id": "12345"},
+    "awin": {"advertiser_id": "1001", "api_token": "awin-api-token-0123456789"},
+    "taboola": {"account_id": "1234567"},
+    "outbrain": {"marketer_id": "00f4b02153ee75f3c9dc4fc128ab041962"},
+}
+# A malformed value per platform, for the field that must name itself in the error.
+MALFORMED: dict[str, tuple[str, str]] = {
+    "meta": ("pixel_id", "my-pixel"),
+    "tiktok": ("pixel_id", "lowercase-pixel"),
+    "google_ads": ("customer_id", "12-34"),
+    "ga4": ("measurement_id", "UA-12345-1"),
+    "pinterest": ("ad_account_id", "acct-1"),
+    "snapchat": ("pixel_id", "not-a-uuid"),
+    "linkedin": ("conversion_id", "rule-one"),
+    "reddit": ("account_id", "reddit-account"),
+    "criteo": ("partner_id", "partner-x"),
+    "awin": ("advertiser_id", "awin-1"),
+    "taboola": ("account_id", "taboola!"),
+    "outbrain": ("marketer_id", "zz-not-hex"),
+}
