@@ -50,5 +50,7 @@ def run_demo(host: str, port: int, data_dir: str) -> int:
         f" http://{host}:{port}/v1/events/<event_id>\n",
         flush=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", proxy_headers=False, server_header=False
+    )
     return 0
