@@ -57,6 +57,39 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(host=args.host, port=args.port, data_dir=args.data_dir)
 
 
+def _test_connection(args: argparse.Namespace) -> int:
+    """Run each destination's safe probe: proves credentials without recording a conversion."""
+    import asyncio
+
+    from edge.dispatcher import Dispatcher
+    from edge.settings import load
+
+    settings = load(args.config)
+    names = args.destination or sorted(settings.destinations)
+    unknown = [n for n in names if n not in settings.destinations]
+    if unknown:
+        print(f"capi-edge: not configured: {', '.join(unknown)}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def run() -> int:
+        dispatcher = Dispatcher(None, settings.destinations, settings.dispatch)  # type: ignore[arg-type]
+        failed = 0
+        try:
+            for name in names:
+                result = await dispatcher.test_connection(name)
+                mark = "OK  " if result.ok else "FAIL"
+                status = result.http_status if result.http_status is not None else "-"
+                print(
+                    f"{mark} {name:<11} http {status}  {result.latency_ms:7.1f} ms  {result.reason}"
+                )
+                failed += not result.ok
+        finally:
+            await dispatcher.client.aclose()
+        return 1 if failed else 0
+
+    return asyncio.run(run())
+
+
 def _sinks(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -87,6 +120,13 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=DEFAULT_PORT)
     demo.add_argument("--data-dir", default=".demo", help="where the demo keeps its store")
     demo.set_defaults(run=_demo)
+
+    test = commands.add_parser(
+        "test", help="test each destination's credentials with its safe probe (no conversion)"
+    )
+    test.add_argument("--config", required=True)
+    test.add_argument("destination", nargs="*", help="only these destinations")
+    test.set_defaults(run=_test_connection)
 
     sinks = commands.add_parser("sinks", help="run local recording servers for the platforms")
     sinks.add_argument("--host", default=DEFAULT_HOST)

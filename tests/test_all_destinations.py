@@ -157,3 +157,21 @@ def test_check_rejects_a_malformed_credential_naming_the_field(name, tmp_path, c
     output = capsys.readouterr().err
     assert f"destinations.{name}.{field}: is malformed" in output
     assert bad not in output
+
+
+def test_connection_test_of_all_twelve_records_no_conversion(tmp_path: Path, sinks: str, capsys):
+    destinations = {
+        name: {**CREDENTIALS[name], "base_url": f"{sinks}/{name}"} for name in PLATFORMS
+    }
+    destinations["google_ads"]["token_url"] = f"{sinks}/google_oauth/token"
+    path = tmp_path / "edge.toml"
+    path.write_text(to_toml(base_config("edge.db", destinations=destinations)))
+    assert main(["test", "--config", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 12 and all(line.startswith("OK") for line in lines)
+
+    httpx.post(f"{sinks}/_control/fail", json={"platform": "meta", "status": 401, "times": 1})
+    assert main(["test", "--config", str(path), "meta"]) == 1
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("FAIL meta") and "401" in line
+    assert CREDENTIALS["meta"]["access_token"] not in line
