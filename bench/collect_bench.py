@@ -1,13 +1,25 @@
 """Collect benchmark: the edge's /collect (durable write included) vs a bare Starlette endpoint.
 
-Both servers run in the same run, on the same machine, as single uvicorn processes with the
-same settings, driven by the same load generator: a minimal keep-alive HTTP/1.1 client on
-asyncio streams (cheap enough that the servers, not the client, are what is measured).
-The edge runs with Meta and TikTok configured against a local sink, consent granted, so
-its dispatcher drains the outbox while the load runs, and with synchronous=FULL (fsync on
-every group commit). Prints requests/s, latency percentiles and the ratio edge / bare.
+Three servers run side by side on this machine, each a single process served exactly as
+``capi-edge serve`` serves the edge (``edge.cli.serve_app``: uvicorn with uvloop and
+httptools, no access log, no proxy headers), and are driven by the same load generator
+over loopback:
 
-    .venv/bin/python bench/collect_bench.py [--requests 4000] [--concurrency 32]
+* ``bare``: a plain Starlette app whose one POST route reads the body and returns JSON.
+* ``edge``: the edge with Meta and TikTok configured and consent granted (every hit is
+  routed and queued for both), ``durability = "full"`` (fsync on every group commit), the
+  rate limiter running (with a ceiling the one load-generating address cannot reach), and
+  the dispatcher not started. This is the collect path alone and the headline ratio.
+* ``edge+dispatch``: the same, with the dispatcher draining the outbox to local recording
+  sinks (a fourth process) while the load runs: the realistic figure.
+
+The load generator keeps ``--concurrency`` keep-alive HTTP/1.1 connections busy (each sends
+its next request as soon as the answer arrives), every request a distinct event_id so the
+edge stores every one. Rounds are interleaved (bare, edge, edge+dispatch, bare, ...) to
+share out background noise; the dispatching edge's backlog is drained before the next
+measurement starts. Prints the median of each figure and of the per-round ratios.
+
+    .venv/bin/python bench/collect_bench.py [--rounds 5] [--requests 10000] [--concurrency 32]
 
 Targets loopback only; bounded in count and time; stops by itself.
 """
@@ -18,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import platform
 import signal
 import socket
 import statistics
@@ -25,27 +38,22 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support import base_config, to_toml  # noqa: E402
+from tests.support import API_KEY, base_config, to_toml  # noqa: E402
 
 HOST = "127.0.0.1"
 MAX_SECONDS_PER_RUN = 120
-BARE_APP = """
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-
-async def collect(request: Request) -> JSONResponse:
-    await request.body()
-    return JSONResponse({"event_ids": ["bare"]})
-
-app = Starlette(routes=[Route("/collect", collect, methods=["POST"])])
-"""
+MAX_DRAIN_SECONDS = 120
+START_TIMEOUT_SECONDS = 20
+SERVERS = ("bare", "edge", "edge+dispatch")
 BODY = json.dumps(
     {
         "event": "add_to_cart",
@@ -54,18 +62,60 @@ BODY = json.dumps(
         "consent": {"ad_storage": "granted", "ad_user_data": "granted"},
     }
 ).encode()
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+# -- the servers -------------------------------------------------------------------------
 
 
-def request_bytes(port: int, n: int) -> bytes:
-    # A distinct event_id per request so the edge stores every one (no dedup shortcut).
+def bare_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def collect(request: Request) -> JSONResponse:
+        await request.body()
+        return JSONResponse({"event_ids": ["bare"]})
+
+    return Starlette(routes=[Route("/collect", collect, methods=["POST"])])
+
+
+def edge_config(database: Path, sink: int | None) -> dict[str, Any]:
+    config = base_config(str(database))
+    for name in ("meta", "tiktok"):
+        base = f"http://{HOST}:{sink}/{name}" if sink else f"http://{HOST}:9/{name}"
+        config["destinations"][name]["base_url"] = base
+    config["dispatch"] = {}  # the production defaults (linger 250 ms, poll 1 s)
+    config["server"]["durability"] = "full"
+    # One load generator is one client address: lift its ceiling (the limiter still runs).
+    config["server"]["rate_limit_per_second"] = 1e9
+    config["server"]["rate_limit_burst"] = 1e9
+    return config
+
+
+def serve(kind: str, config: str, port: int) -> None:
+    """Run one benchmark server in this process (the parent starts each as a subprocess)."""
+    from edge.cli import serve_app
+
+    if kind == "bare":
+        app = bare_app()
+    else:
+        from edge.app import create_app
+        from edge.settings import load
+
+        app = create_app(load(config), dispatch=kind == "edge+dispatch")
+    serve_app(app, host=HOST, port=port, log_level="warning", access_log=False)
+
+
+# -- the load generator ------------------------------------------------------------------
+
+
+def request_bytes(port: int, event_id: str) -> bytes:
+    # A distinct event_id per request so the edge stores every one (no dedup shortcut),
+    # random like the UUIDs the loader mints (sequential ids would flatter SQLite's indexes).
     body = BODY.replace(
-        b'"event": "add_to_cart"', f'"event": "add_to_cart", "event_id": "b-{n}"'.encode()
+        b'"event": "add_to_cart"', f'"event": "add_to_cart", "event_id": "{event_id}"'.encode()
     )
     head = (
         f"POST /collect HTTP/1.1\r\nHost: t.shop.example:{port}\r\n"
@@ -76,157 +126,254 @@ def request_bytes(port: int, n: int) -> bytes:
     return head.encode() + body
 
 
-async def worker(
-    port: int, jobs: asyncio.Queue[int], latencies: list[float], errors: list[int]
-) -> None:
-    reader, writer = await asyncio.open_connection(HOST, port)
+@dataclass
+class Load:
+    port: int
+    requests: int
+    done: asyncio.Future[None]
+    issued: int = 0
+    latencies: list[float] = field(default_factory=list)
+    errors: list[int] = field(default_factory=list)
+    last_event_id: str = ""
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection that sends its next request when the answer is complete."""
+
+    def __init__(self, load: Load) -> None:
+        self.load = load
+        self.buffer = b""
+        self.started = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+
+    def send_next(self) -> None:
+        load = self.load
+        if load.issued >= load.requests:
+            return
+        load.issued += 1
+        load.last_event_id = str(uuid.uuid4())
+        self.started = time.perf_counter()
+        assert self.transport is not None
+        self.transport.write(request_bytes(load.port, load.last_event_id))
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        length = 0
+        for line in self.buffer[:end].split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        if len(self.buffer) < end + 4 + length:
+            return
+        load = self.load
+        load.latencies.append(time.perf_counter() - self.started)
+        status = int(self.buffer[9:12])
+        if status != 200:
+            load.errors.append(status)
+        self.buffer = self.buffer[end + 4 + length :]
+        if len(load.latencies) == load.requests and not load.done.done():
+            load.done.set_result(None)
+        self.send_next()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.load.done.done():
+            self.load.done.set_exception(ConnectionError("the server closed a connection"))
+
+
+async def drive(port: int, requests: int, concurrency: int) -> Load:
+    loop = asyncio.get_running_loop()
+    load = Load(port, requests, loop.create_future())
+    connections = []
+    for _ in range(concurrency):
+        _, protocol = await loop.create_connection(lambda: Connection(load), HOST, port)
+        connections.append(protocol)
+    load.started = time.perf_counter()  # type: ignore[attr-defined]
+    for connection in connections:
+        connection.send_next()
     try:
-        while True:
-            try:
-                n = jobs.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            started = time.perf_counter()
-            writer.write(request_bytes(port, n))
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head.split(b" ", 2)[1])
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            await reader.readexactly(length)
-            latencies.append(time.perf_counter() - started)
-            if status != 200:
-                errors.append(status)
+        await asyncio.wait_for(load.done, MAX_SECONDS_PER_RUN)
     finally:
-        writer.close()
+        load.elapsed = time.perf_counter() - load.started  # type: ignore[attr-defined]
+        for connection in connections:
+            if connection.transport is not None:
+                connection.transport.close()
+    return load
 
 
-async def load(port: int, requests: int, concurrency: int, offset: int) -> dict[str, float]:
-    jobs: asyncio.Queue[int] = asyncio.Queue()
-    for n in range(requests):
-        jobs.put_nowait(offset + n)
-    latencies: list[float] = []
-    errors: list[int] = []
-    started = time.perf_counter()
-    await asyncio.wait_for(
-        asyncio.gather(*(worker(port, jobs, latencies, errors) for _ in range(concurrency))),
-        MAX_SECONDS_PER_RUN,
+# -- orchestration -----------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def start(name: str, args: list[str], port: int, cwd: Path) -> Server:
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-        "errors": float(len(errors)),
-    }
-
-
-def start(args: list[str], port: int, cwd: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         try:
             socket.create_connection((HOST, port), timeout=0.2).close()
-            return proc
+            return Server(name, port, proc)
         except OSError:
+            if proc.poll() is not None:
+                break
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit(f"server on port {port} did not start")
+    raise SystemExit(f"{name} on port {port} did not start")
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
+def stop(server: Server) -> None:
+    server.proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(timeout=20)
+        server.proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        server.proc.kill()
+        server.proc.wait()
+
+
+def delivered(port: int, event_id: str) -> bool:
+    request = urllib.request.Request(  # noqa: S310 - loopback only
+        f"http://{HOST}:{port}/v1/events/{event_id}",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
+        destinations = json.load(answer)["destinations"]
+    return all(d["status"] == "sent" for d in destinations.values())
+
+
+def wait_drained(server: Server, event_id: str) -> float:
+    """Seconds until the last event of the round was delivered everywhere."""
+    started = time.monotonic()
+    while not delivered(server.port, event_id):
+        if time.monotonic() - started > MAX_DRAIN_SECONDS:
+            raise SystemExit("the dispatcher did not drain its backlog in time")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def run(coroutine: Any) -> Any:
+    """The client runs on uvloop too: the cheaper the client, the more the servers show."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def measure(server: Server, requests: int, concurrency: int) -> dict[str, float]:
+    cpu, client_cpu = server.cpu_seconds(), time.process_time()
+    load = run(drive(server.port, requests, concurrency))
+    elapsed = load.elapsed  # type: ignore[attr-defined]
+    result = {
+        "rps": requests / elapsed,
+        "p50_ms": statistics.median(load.latencies) * 1000,
+        "p99_ms": sorted(load.latencies)[int(requests * 0.99) - 1] * 1000,
+        "errors": float(len(load.errors)),
+        "server_cpu_us": (server.cpu_seconds() - cpu) / requests * 1e6,
+        "client_cpu": (time.process_time() - client_cpu) / elapsed,
+        "drain_s": 0.0,
+    }
+    if server.name == "edge+dispatch":
+        result["drain_s"] = wait_drained(server, load.last_event_id)
+    return result
+
+
+def median(rows: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def report(args: argparse.Namespace, results: dict[str, list[dict[str, float]]]) -> None:
+    import starlette
+    import uvicorn
+
+    print(
+        f"{args.rounds} rounds x {args.requests} requests per server, concurrency"
+        f" {args.concurrency}, {os.cpu_count()} cores, Python {platform.python_version()},"
+        f" uvicorn {uvicorn.__version__}, starlette {starlette.__version__}"
+    )
+    print("medians:")
+    for name in SERVERS:
+        rows = results[name]
+        line = (
+            f"  {name:>13}: {median(rows, 'rps'):7.0f} req/s  p50 {median(rows, 'p50_ms'):6.2f} ms"
+            f"  p99 {median(rows, 'p99_ms'):6.2f} ms  server CPU"
+            f" {median(rows, 'server_cpu_us'):4.0f} µs/req"
+            f"  non-200: {int(sum(r['errors'] for r in rows))}"
+        )
+        if name == "edge+dispatch":
+            line += f"  backlog drained {median(rows, 'drain_s'):.1f} s after the load"
+        print(line)
+    for name in SERVERS[1:]:
+        ratios = [e["rps"] / b["rps"] for e, b in zip(results[name], results["bare"], strict=True)]
+        each = " ".join(f"{r:.2f}" for r in ratios)
+        target = "  (target >= 0.5)" if name == "edge" else ""
+        print(f"ratio {name}/bare: {statistics.median(ratios):.2f}{target}   rounds: {each}")
+    busiest = max(r["client_cpu"] for rows in results.values() for r in rows)
+    print(f"load generator CPU: up to {busiest:.0%} of one core")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=2_000)
+    parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    python = sys.executable
+    if args.serve:
+        serve(args.serve, args.config, args.port)
+        return
+
+    env_path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = f"{ROOT}:{env_path}" if env_path else str(ROOT)
+    me = str(Path(__file__).resolve())
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in SERVERS}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        (work / "bare_app.py").write_text(BARE_APP)
-        sink_port, bare_port, edge_port = free_port(), free_port(), free_port()
-        config = base_config(str(work / "edge.db"))
-        config["destinations"]["meta"]["base_url"] = f"http://{HOST}:{sink_port}/meta"
-        config["destinations"]["tiktok"]["base_url"] = f"http://{HOST}:{sink_port}/tiktok"
-        config["dispatch"] = {"linger_ms": 250}
-        # One load generator is one client address: lift its limit (the limiter still runs).
-        config["server"]["rate_limit_per_second"] = 1e9
-        config["server"]["rate_limit_burst"] = 1e9
-        (work / "edge.toml").write_text(to_toml(config))
-        env_path = os.environ.get("PYTHONPATH", "")
-        os.environ["PYTHONPATH"] = f"{ROOT}:{env_path}" if env_path else str(ROOT)
-
-        sinks = start([python, "-m", "edge", "sinks", "--port", str(sink_port)], sink_port, work)
-        results = {}
+        sink_port = free_port()
+        servers: list[Server] = []
         try:
-            uvicorn_common = ["--log-level", "warning", "--no-access-log", "--host", HOST]
-            bare = start(
-                [
-                    python,
-                    "-m",
-                    "uvicorn",
-                    "bare_app:app",
-                    "--port",
-                    str(bare_port),
-                    *uvicorn_common,
-                ],
-                bare_port,
-                work,
+            servers.append(
+                start("sinks", ["-m", "edge", "sinks", "--port", str(sink_port)], sink_port, work)
             )
-            try:
-                asyncio.run(load(bare_port, args.warmup, args.concurrency, 0))
-                results["bare"] = asyncio.run(
-                    load(bare_port, args.requests, args.concurrency, 10**6)
-                )
-            finally:
-                stop(bare)
-            edge = start(
-                [
-                    python,
-                    "-m",
-                    "edge",
-                    "serve",
-                    "--config",
-                    str(work / "edge.toml"),
-                    "--port",
-                    str(edge_port),
-                    "--log-level",
-                    "warning",
-                ],
-                edge_port,
-                work,
-            )
-            try:
-                asyncio.run(load(edge_port, args.warmup, args.concurrency, 0))
-                results["edge"] = asyncio.run(
-                    load(edge_port, args.requests, args.concurrency, 10**6)
-                )
-            finally:
-                stop(edge)
+            for name in SERVERS:
+                config = work / f"{name}.toml"
+                config.write_text(to_toml(edge_config(work / f"{name}.db", sink_port)))
+                port = free_port()
+                args_ = [me, "--serve", name, "--config", str(config), "--port", str(port)]
+                servers.append(start(name, args_, port, work))
+            measured = servers[1:]
+            for server in measured:  # warm up: imports, caches, the database file
+                measure(server, args.warmup, args.concurrency)
+            for _ in range(args.rounds):
+                for server in measured:
+                    results[server.name].append(measure(server, args.requests, args.concurrency))
         finally:
-            stop(sinks)
-
-    print(
-        f"requests per server: {args.requests}, concurrency: {args.concurrency},"
-        f" cores: {os.cpu_count()}"
-    )
-    for name, r in results.items():
-        print(
-            f"{name:>5}: {r['rps']:8.0f} req/s   p50 {r['p50_ms']:6.2f} ms   "
-            f"p99 {r['p99_ms']:6.2f} ms   non-200: {int(r['errors'])}"
-        )
-    ratio = results["edge"]["rps"] / results["bare"]["rps"]
-    print(f"ratio edge/bare: {ratio:.2f} (target >= 0.5)")
+            for server in reversed(servers):
+                stop(server)
+    report(args, results)
 
 
 if __name__ == "__main__":

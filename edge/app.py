@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from edge.collect import Collector
 from edge.dispatcher import Dispatcher
@@ -59,21 +59,30 @@ def create_app(
         store, settings.destinations, settings.dispatch, transport=transport, clock=clock
     )
     collector = Collector(settings, store, dispatcher.notify, clock)
+    admin = None
+    if settings.admin is not None:  # the dashboard (edge/admin), mounted at /admin
+        from edge.admin.app import create_admin
+
+        admin = create_admin(settings, store, dispatcher, collector, clock=clock)  # type: ignore[arg-type]
     loader = LoaderScript()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         await store.open()
+        if admin is not None:
+            await admin.startup()
         if dispatch:
             await dispatcher.start()
         try:
             yield {}
         finally:
+            if admin is not None:
+                await admin.shutdown()
             await dispatcher.stop()
             await store.close()
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"ok": True, "destinations": sorted(settings.destinations)})
+        return JSONResponse({"ok": True, "destinations": sorted(dispatcher.workers)})
 
     routes: list[BaseRoute] = [
         Route("/loader.js", loader.serve, methods=["GET", "HEAD"]),
@@ -82,6 +91,7 @@ def create_app(
         Route("/v1/events/{event_id}", collector.event_status, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
         *(extra_routes or []),
+        *([Mount("/admin", app=admin.app)] if admin is not None else []),
     ]
     middleware = [
         Middleware(CORSMiddleware, domains=settings.domains),

@@ -6,38 +6,49 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from edge.errors import ConfigError
 
 EXIT_CONFIG = 2
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-GIL_SWITCH_INTERVAL_SECONDS = 0.0005
 
 
-def _serve(args: argparse.Namespace) -> int:
+def serve_app(app: Any, *, host: str, port: int, log_level: str, access_log: bool) -> None:
+    """Run an ASGI app as ``serve`` does (the benchmark serves its bare baseline with this too).
+
+    uvicorn's ``auto`` picks uvloop and httptools, both in ``uvicorn[standard]``.
+    """
     import uvicorn
 
-    from edge.app import create_app
     from edge.dispatcher import STOP_GRACE_SECONDS
-    from edge.settings import load
 
-    settings = load(args.config)
-    app = create_app(settings)
-    # The store's writer thread and the event loop trade the GIL on every commit; CPython's
-    # default 5 ms switch interval would let one wait on the other for that long.
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     uvicorn.run(
         app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
+        host=host,
+        port=port,
+        log_level=log_level,
         # Client IPs are personal data: no access log unless asked for.
-        access_log=args.access_log,
+        access_log=access_log,
         # We resolve X-Forwarded-For ourselves, against server.trusted_proxies only.
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=int(STOP_GRACE_SECONDS) + 5,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from edge.app import create_app
+    from edge.settings import load
+
+    settings = load(args.config)
+    serve_app(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
     )
     return 0
 
@@ -99,6 +110,12 @@ def _sinks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from edge.doctor import command
+
+    return command(args)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="capi-edge", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -132,6 +149,33 @@ def parser() -> argparse.ArgumentParser:
     sinks.add_argument("--host", default=DEFAULT_HOST)
     sinks.add_argument("--port", type=int, default=9100)
     sinks.set_defaults(run=_sinks)
+
+    doctor = commands.add_parser(
+        "doctor", help="check a live deployment: loader, TLS, cookies, address range, consent"
+    )
+    doctor.add_argument("--site", required=True, help="a page of the shop: https://shop.example")
+    doctor.add_argument(
+        "--edge",
+        help="the edge's base URL: https://t.shop.example or https://shop.example/_e "
+        "(default: taken from the loader tag on the site's page)",
+    )
+    doctor.add_argument(
+        "--resolve",
+        action="append",
+        default=[],
+        metavar="HOST:ADDRESS",
+        help="connect to ADDRESS for HOST, e.g. before DNS points there (repeatable)",
+    )
+    doctor.add_argument("--ca-file", help="also trust this CA certificate (an internal CA)")
+    doctor.add_argument(
+        "--api-key", help="read the doctor's hit back from /v1/events (default: $CAPI_EDGE_API_KEY)"
+    )
+    doctor.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    doctor.set_defaults(run=_doctor)
+
+    from edge.admin.cli import add_commands  # admin hash-password, vault rotate / new-key
+
+    add_commands(commands)
     return root
 
 

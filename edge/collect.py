@@ -8,8 +8,10 @@ and the Set-Cookie headers. No platform is called on this path.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -17,11 +19,12 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from edge.consent import may_write_ad_cookies
-from edge.enrich import client_ip, is_bot
+from edge.consent import REASON_WITHDRAWN, may_write_ad_cookies, refuses_ad_cookies, with_tcf
+from edge.enrich import client_ip, is_bot, truncate_ip
 from edge.errors import InvalidEvent, NotFound, OriginNotAllowed, Unauthorized, UnsupportedMedia
-from edge.identity import SetCookie, identify, merge
-from edge.routing import route
+from edge.geo import open_geo
+from edge.identity import Identifier, SetCookie, identify, merge
+from edge.routing import api_status, route, withdrawn
 from edge.schema import (
     Client,
     Consent,
@@ -35,11 +38,13 @@ from edge.schema import (
     mint_event_id,
     split_data,
 )
-from edge.settings import Settings
+from edge.settings import DestinationSettings, Settings, secret_key
 from edge.store import Decision, Store
 
 ACCEPTED_MEDIA_TYPES = ("application/json", "text/plain", "")
 SERVER_ONLY_FIELDS = ("ids", "ip", "user_agent")
+HitObserver = Callable[[Sequence[tuple[StoredEvent, Sequence[Decision]]], Sequence[bool]], None]
+log = logging.getLogger("capi_edge.collect")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,14 @@ class Collector:
         self.notify = notify
         self.clock = clock
         self.destinations = list(settings.destinations.values())
+        self.identifier = Identifier(settings.domains, secret_key(settings))
+        self.geo = open_geo(settings.geoip_database)
+        # The dashboard's debug view: told of every batch stored (events, decisions, new?).
+        self.observe: HitObserver | None = None
+
+    def set_destinations(self, destinations: Sequence[DestinationSettings]) -> None:
+        """Route new hits to these destinations (the dashboard connects them at run time)."""
+        self.destinations = list(destinations)
 
     # -- endpoints ---------------------------------------------------------------------
 
@@ -109,8 +122,8 @@ class Collector:
             user_agent=request.headers.get("user-agent"),
             gpc=request.headers.get("sec-gpc") == "1",
         )
-        stored, cookies = self._prepare(events, "browser", visitor)
-        event_ids = await self._append(stored)
+        stored, cookies, visitors = self._prepare(events, "browser", visitor)
+        event_ids = await self._append(stored, visitors)
         response = JSONResponse({"event_ids": event_ids})
         for cookie in cookies:
             response.headers.append("set-cookie", cookie.header())
@@ -120,8 +133,8 @@ class Collector:
     async def server_events(self, request: Request) -> Response:
         self.authorize(request)
         events = await self._read(request)
-        stored, _ = self._prepare(events, "server", None)
-        event_ids = await self._append(stored)
+        stored, _, visitors = self._prepare(events, "server", None)
+        event_ids = await self._append(stored, visitors)
         return JSONResponse({"event_ids": event_ids})
 
     async def event_status(self, request: Request) -> Response:
@@ -135,7 +148,7 @@ class Collector:
                 "event_id": event_id,
                 "destinations": {
                     row.destination: {
-                        "status": row.status,
+                        "status": api_status(row.status),
                         "reason": row.reason,
                         "attempts": row.attempts,
                         "updated_at": row.updated_at,
@@ -168,38 +181,46 @@ class Collector:
 
     def _prepare(
         self, events: Sequence[EventIn], source: Source, visitor: Visitor | None
-    ) -> tuple[list[StoredEvent], list[SetCookie]]:
+    ) -> tuple[list[StoredEvent], list[SetCookie], list[tuple[str, ...]]]:
         now = self.clock()
         single = len(events) == 1
         cookies: dict[str, str] = dict(visitor.cookies) if visitor else {}
         written: dict[str, SetCookie] = {}
         stored = []
+        visitors: list[tuple[str, ...]] = []  # per event: the IDs a withdrawal is matched on
         for i, event in enumerate(events):
             path = "$" if single else f"$.events[{i}]"
             data, custom = split_data(event.data, path)
             page = event.page or Page()
-            consent = event.consent or Consent()
+            consent = with_tcf(event.consent or Consent(), event.tcf)
             if visitor is not None:
                 gpc = bool(event.gpc) or visitor.gpc
+                ip, user_agent = visitor.ip, visitor.user_agent
+            else:
+                gpc = bool(event.gpc)
+                ip, user_agent = _checked_ip(event.ip, path), event.user_agent
+            country, region = self.geo.locate(ip) if self.geo is not None else (None, None)
+            if visitor is not None:
                 may_write = self.settings.cookies_enabled and may_write_ad_cookies(
-                    consent, gpc, self.settings.consent_default
+                    consent, gpc, self.settings.consent.region(country, region)
                 )
-                identity = identify(
+                identity = self.identifier.identify(
                     cookies,
                     page.url,
                     page.referrer,
                     visitor.host,
                     now,
-                    allowed_domains=self.settings.domains,
                     write_cookies=may_write,
+                    ip=ip,
+                    user_agent=user_agent,
+                    forget=refuses_ad_cookies(consent, gpc),
                 )
                 for cookie in identity.cookies:
                     written[cookie.name] = cookie
                     cookies[cookie.name] = cookie.value
                 ids = identity.ids
-                ip, user_agent = visitor.ip, visitor.user_agent
+                visitors.append(identity.visitors)
             else:
-                gpc = bool(event.gpc)
                 ids = merge(
                     event.ids,
                     identify(
@@ -212,7 +233,7 @@ class Collector:
                         write_cookies=False,
                     ).ids,
                 )
-                ip, user_agent = _checked_ip(event.ip, path), event.user_agent
+                visitors.append(tuple(v for v in (ids.fbp, ids.ttp, ids.ga_client_id) if v))
             stored.append(
                 StoredEvent(
                     event=event.event,
@@ -230,20 +251,30 @@ class Collector:
                     ids=ids,
                     client=Client(
                         ip=ip,
+                        ip_truncated=truncate_ip(ip),
                         user_agent=user_agent,
                         is_bot=is_bot(user_agent) if user_agent else False,
+                        country=country,
+                        region=region,
                     ),
                     pixels=list(event.pixels or []),
                 )
             )
-        return stored, list(written.values())
+        return stored, list(written.values()), visitors
 
-    async def _append(self, events: list[StoredEvent]) -> list[str]:
+    async def _append(
+        self, events: list[StoredEvent], visitors: Sequence[tuple[str, ...]] = ()
+    ) -> list[str]:
         items: list[tuple[StoredEvent, list[Decision]]] = [
-            (event, route(event, self.destinations, self.settings.consent_default))
-            for event in events
+            (event, route(event, self.destinations, self.settings.consent)) for event in events
         ]
-        inserted = await self.store.append(items)
+        withdrawals = _withdrawals(items, visitors)
+        if withdrawals:
+            inserted = await self._append_withdrawing(items, withdrawals)
+        else:
+            inserted = await self.store.append(items)
+        if self.observe is not None:
+            self.observe(items, inserted)
         wake = {
             d.destination
             for (_, decisions), new in zip(items, inserted, strict=True)
@@ -254,6 +285,44 @@ class Collector:
         if wake:
             self.notify(sorted(wake))
         return [event.event_id for event in events]
+
+    async def _append_withdrawing(
+        self,
+        items: list[tuple[StoredEvent, list[Decision]]],
+        withdrawals: dict[tuple[str, ...], set[str]],
+    ) -> list[bool]:
+        """Append, and cancel what the visitor still has queued for the refused destinations.
+
+        Submitted together, so both share the group commit (no extra fsync). A failed
+        cancellation does not fail the hit: the event itself is stored and acknowledged.
+        """
+        now = self.clock()
+        cancels = [
+            self.store.cancel_pending(keys, sorted(dests), REASON_WITHDRAWN, now)
+            for keys, dests in withdrawals.items()
+        ]
+        *cancelled, inserted = await asyncio.gather(
+            *cancels, self.store.append(items), return_exceptions=True
+        )
+        if isinstance(inserted, BaseException):
+            raise inserted
+        for result in cancelled:
+            if isinstance(result, BaseException):
+                log.error("consent withdrawal not applied: %s", result)
+        return inserted  # type: ignore[no-any-return]
+
+
+def _withdrawals(
+    items: Sequence[tuple[StoredEvent, Sequence[Decision]]], visitors: Sequence[tuple[str, ...]]
+) -> dict[tuple[str, ...], set[str]]:
+    """Visitor IDs -> destinations they now refuse (only when the visitor is known)."""
+    found: dict[tuple[str, ...], set[str]] = {}
+    for (_, decisions), keys in zip(items, visitors, strict=False):
+        if keys:
+            refused = withdrawn(decisions)
+            if refused:
+                found.setdefault(keys, set()).update(refused)
+    return found
 
 
 def _checked_ip(value: str | None, path: str) -> str | None:

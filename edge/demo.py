@@ -46,6 +46,8 @@ def run_demo(host: str, port: int, data_dir: str) -> int:
         f"\n  capi-edge demo\n"
         f"  shop:                      http://{host}:{port}/\n"
         f"  what the platforms got:    http://{host}:{port}/_demo/sinks\n"
+        f"  dashboard:                 http://{host}:{port}/admin/"
+        "  (password: demo-admin-password)\n"
         f"  event status API:          curl -H 'Authorization: Bearer demo-api-key-0123456789'"
         f" http://{host}:{port}/v1/events/<event_id>\n",
         flush=True,

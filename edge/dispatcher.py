@@ -67,6 +67,23 @@ class ConnectionTest:
     reason: str
 
 
+# Told about every request a worker sends (the dashboard's debug view): the destination,
+# the request, its events' ids, the answer (None on a network failure), the verdict, the
+# latency in ms, and the batch's events by id (empty for a connection test).
+AttemptObserver = Callable[
+    [
+        str,
+        PlatformRequest,
+        Sequence[str],
+        "PlatformResponse | None",
+        Verdict,
+        float,
+        Mapping[str, StoredEvent],
+    ],
+    None,
+]
+
+
 @dataclass
 class _Pending:
     settlements: list[Settlement] = field(default_factory=list)
@@ -106,6 +123,7 @@ class DestinationWorker:
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
         self.lease = self.spec.limits.timeout_seconds * 4 + LEASE_MARGIN_SECONDS
+        self.observe: AttemptObserver | None = None
 
     @property
     def name(self) -> str:
@@ -200,7 +218,9 @@ class DestinationWorker:
                 )
             if built.request is None or not built.event_ids:
                 continue
-            verdict, http_status, latency = await self._send(built.request, built.event_ids)
+            verdict, http_status, latency = await self._send(
+                built.request, built.event_ids, events=by_id
+            )
             await self.store.record_attempt(
                 Attempt(
                     self.name,
@@ -257,22 +277,31 @@ class DestinationWorker:
         request: PlatformRequest,
         event_ids: Sequence[str],
         classify: Callable[[PlatformResponse], Verdict] | None = None,
+        events: Mapping[str, StoredEvent] | None = None,
     ) -> tuple[Verdict, int | None, float]:
         started = time.perf_counter()
+        answer: PlatformResponse | None = None
         try:
             answer = await self.fetch(request)
         except httpx.TimeoutException:
-            return Verdict(Kind.RETRY, "network: timeout"), None, _ms(started)
+            verdict = Verdict(Kind.RETRY, "network: timeout")
         except httpx.HTTPError as err:
-            return Verdict(Kind.RETRY, f"network: {type(err).__name__}"), None, _ms(started)
-        try:
-            verdict = classify(answer) if classify else self.tag.classify(answer, event_ids)
-        except Exception:  # a classifier bug must not lose events: treat as transient
-            log.exception("classifying %s's answer failed", self.name)
-            verdict = Verdict(Kind.RETRY, f"unclassifiable answer (http {answer.status})")
-        if verdict.kind is Kind.SETUP:
-            self.tokens.forget(self.name)  # a refused token is asked for again next time
-        return verdict, answer.status, _ms(started)
+            verdict = Verdict(Kind.RETRY, f"network: {type(err).__name__}")
+        else:
+            try:
+                verdict = classify(answer) if classify else self.tag.classify(answer, event_ids)
+            except Exception:  # a classifier bug must not lose events: treat as transient
+                log.exception("classifying %s's answer failed", self.name)
+                verdict = Verdict(Kind.RETRY, f"unclassifiable answer (http {answer.status})")
+            if verdict.kind is Kind.SETUP:
+                self.tokens.forget(self.name)  # a refused token is asked for again next time
+        latency = _ms(started)
+        if self.observe is not None:
+            try:
+                self.observe(self.name, request, event_ids, answer, verdict, latency, events or {})
+            except Exception:  # the debug view must never get in the way of a delivery
+                log.exception("observing a request to %s failed", self.name)
+        return verdict, (answer.status if answer is not None else None), latency
 
     async def test_connection(self) -> ConnectionTest:
         """Run the tag's safe probe: proves the credentials without recording a conversion."""
@@ -398,6 +427,10 @@ class Dispatcher:
         )
         rng = random.Random(seed)  # noqa: S311 - jitter, not security
         tokens = TokenCache(clock)
+        # kept for workers added at run time (the dashboard connects destinations)
+        self.config, self.clock, self.rng, self.tokens = config, clock, rng, tokens
+        self.observe: AttemptObserver | None = None
+        self.running = False
         self.workers = {
             name: DestinationWorker(ds, TAGS[name], store, self.client, config, clock, rng, tokens)
             for name, ds in destinations.items()
@@ -414,10 +447,54 @@ class Dispatcher:
     async def test_connection(self, name: str) -> ConnectionTest:
         return await self.workers[name].test_connection()
 
+    def _worker(self, settings: DestinationSettings, tokens: TokenCache) -> DestinationWorker:
+        worker = DestinationWorker(
+            settings,
+            TAGS[settings.name],
+            self.store,
+            self.client,
+            self.config,
+            self.clock,
+            self.rng,
+            tokens,
+        )
+        worker.observe = self.observe
+        return worker
+
+    async def upsert(self, name: str, settings: DestinationSettings) -> None:
+        """Add a destination's worker, or replace it with one running ``settings``."""
+        old = self.workers.get(name)
+        if old is not None:
+            await old.stop(STOP_GRACE_SECONDS)  # its unsent events stay pending for the new one
+        self.tokens.forget(name)
+        worker = self._worker(settings, self.tokens)
+        self.workers[name] = worker
+        if self.running:
+            self._runs = [run for run in self._runs if not run.done()]
+            self._runs.append(asyncio.create_task(worker.run(), name=f"dispatch-{name}"))
+            worker.wake.set()  # whatever was waiting goes now
+
+    async def remove(self, name: str) -> None:
+        """Stop a destination's worker; its pending deliveries stay in the store."""
+        worker = self.workers.pop(name, None)
+        if worker is not None:
+            await worker.stop(STOP_GRACE_SECONDS)
+        self.tokens.forget(name)
+
+    async def probe(self, settings: DestinationSettings) -> ConnectionTest:
+        """Test credentials that are not connected yet (the dashboard's connect wizard)."""
+        return await self._worker(settings, TokenCache(self.clock)).test_connection()
+
+    def set_observer(self, observe: AttemptObserver | None) -> None:
+        self.observe = observe
+        for worker in self.workers.values():
+            worker.observe = observe
+
     def states(self) -> dict[str, DestinationState]:
         return {name: w.state for name, w in self.workers.items()}
 
     async def start(self) -> None:
+        self.running = True
         for worker in self.workers.values():
             self._runs.append(asyncio.create_task(worker.run(), name=f"dispatch-{worker.name}"))
 

@@ -1,10 +1,11 @@
 """Identity: click IDs from the landing URL and first-party cookies, written back by the edge.
 
-Every platform's click ID arrives once, as a query parameter of the ad click's landing URL.
-The platforms' own browser tags keep it in a cookie written by script, which Safari caps at
-7 days (1 day after a tracked ad click). The edge writes the same cookies from its HTTP
-response, which Safari leaves alone when the edge answers from the site's own address, so
-attribution survives as long as the platform's window.
+Every platform's click ID arrives once, as a query parameter of the ad click's landing URL
+(or of the referrer, when a redirect dropped the query). The platforms' own browser tags
+keep it in a cookie written by script, which Safari caps at 7 days (1 day after a tracked
+ad click). The edge writes the same cookies from its HTTP response, which Safari leaves
+alone when the edge answers from the site's own address, so attribution survives as long
+as the platform's window.
 
 One table (``CLICK_IDS``) says, per identifier: the URL parameters it comes from, the cookie
 it lives in, how the cookie value is built and read back, its lifetime, and the ``Ids`` field
@@ -12,23 +13,44 @@ tags read. Rules kept from the platforms:
 
 * ``_fbc`` is ``fb.{subdomainIndex}.{creationTimeMs}.{fbclid}`` with the fbclid's case kept;
   a new fbclid replaces it, the same one keeps the original timestamp (Meta warns about
-  "modified fbclid" otherwise). ``_fbp`` is ``fb.{subdomainIndex}.{ms}.{random}``, created once.
+  "modified fbclid" otherwise). ``_fbp`` is ``fb.{subdomainIndex}.{ms}.{random}``, created
+  once. Both are read with 4 parts or with the 5th "appendix" Meta's Parameter Builder adds.
 * ``_gcl_aw`` is ``GCL.{seconds}.{gclid}``; a value we cannot parse belongs to gtag and stays.
-* Cookies with a creation time inside (``_fbc``, ``_fbp``, ``_gcl_*``) are re-issued on every
-  hit with their *remaining* lifetime, which repairs a cap a browser applied to the platform
-  tag's copy without ever sliding the window forward.
+  A ``gclid`` with a ``gclsrc`` that is not Google Ads' (``aw.*``) is not an Ads click.
+* Cookies are re-issued on every hit with their *remaining* lifetime, which repairs a cap
+  a browser applied to the platform tag's copy without ever sliding the window forward.
+
+**The backup.** Everything the edge keeps is also written, with its creation time, into one
+signed (itsdangerous), ``HttpOnly`` cookie, ``_edge_id``. Scripts cannot read, overwrite or
+cap it, so when Safari drops a browser-visible cookie (or a platform script replaces it
+with a fresh value after the loss) the edge restores the original from the backup, with
+the lifetime it has left. Browser IDs (``_fbp``, ``_ttp``) in the backup win over a
+different visible value (the older identity is the real one); click IDs follow the newest
+click.
+
+**One ``_fbp`` per browser.** A new visitor's first page often sends two hits at once, both
+without cookies. The browser IDs minted for them are derived from an HMAC of the client
+address and user agent with the server's secret, in 10-second windows, and remembered in
+a small in-process table; so simultaneous first hits get the same ``_fbp`` and ``_ttp``
+without a store round trip. (Two new visitors behind one address with an identical user
+agent in the same 10 seconds would share them: rare, and bounded by the window.)
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import random
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
+from itsdangerous import BadSignature, Signer
 from publicsuffixlist import PublicSuffixList
 
 from edge.schema import Ids
@@ -38,17 +60,29 @@ MAX_ID_LENGTH = 512
 # What a click ID may contain: nothing that could break out of a Set-Cookie header or a URL.
 ID_CHARSET = re.compile(r"^[A-Za-z0-9._~\-]{1,512}$")
 AWC_CHARSET = re.compile(r"^[A-Za-z0-9._~,\-]{1,512}$")  # several awc values, comma-joined
+# An fbclid is base64url: a dot in it would split the _fbc value into the wrong parts. Google's
+# click IDs are [\w-]+ too (gtag reads nothing else from a _gcl_* cookie).
+FBCLID_CHARSET = GCLID_CHARSET = re.compile(r"^[A-Za-z0-9_\-]{1,512}$")
 TTP_LENGTH = 27
 TTP_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 # Random bytes -> alphanumerics in one C call (the slight modulo bias is irrelevant to an ID).
 _TTP_TABLE = bytes(ord(TTP_ALPHABET[i % len(TTP_ALPHABET)]) for i in range(256))
 FBP_RANDOM_MIN, FBP_RANDOM_MAX = 1_000_000_000, 2_147_483_647
+# Meta's Parameter Builder appendix: a 2-character language token or 8 base64url chars.
+FB_APPENDIX_TOKENS = frozenset({"AQ", "Ag", "Aw", "BA", "BQ", "Bg"})
+FB_APPENDIX_LENGTH = 8
 COOKIE_ATTRIBUTES = "Path=/; Secure; SameSite=Lax"
-# Browser IDs (_fbp, _ttp) must be unique, not secret: the module PRNG (seeded from the OS,
-# reseeded after fork) avoids a urandom syscall per hit, which on the hot path costs a GIL
-# hand-off to the store's writer thread.
+BACKUP_COOKIE = "_edge_id"
+BACKUP_SALT = "capi-edge.identity.v1"
+MAX_BACKUP_BYTES = 3_800  # a cookie must stay under 4,096 bytes with its name and attributes
+MINT_WINDOW_SECONDS = 10  # hits of one new browser within this share the IDs minted for it
+MINT_MEMO_SIZE = 4_096
+BACKUP_CACHE_SIZE = 4_096  # verifying a signature per hit is cheap; not doing it is cheaper
+# Browser IDs (_fbp, _ttp) must be unique, not secret: without a server secret the module
+# PRNG (seeded from the OS, reseeded after fork) avoids a urandom syscall per hit.
 
 _psl = PublicSuffixList()
+_backup_decoder = msgspec.json.Decoder(dict[str, list[str | int]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +91,15 @@ class SetCookie:
     value: str
     max_age: int
     domain: str | None
+    http_only: bool = False
 
     def header(self) -> str:
         domain = f"; Domain={self.domain}" if self.domain else ""
-        return f"{self.name}={self.value}; Max-Age={self.max_age}{domain}; {COOKIE_ATTRIBUTES}"
+        http_only = "; HttpOnly" if self.http_only else ""
+        return (
+            f"{self.name}={self.value}; Max-Age={self.max_age}{domain}; "
+            f"{COOKIE_ATTRIBUTES}{http_only}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +108,7 @@ class ClickId:
 
     field: str  # the Ids field
     params: tuple[str, ...]  # landing-URL parameters, in order of preference
-    cookie: str | None  # the first-party cookie the edge keeps it in
+    cookie: str  # the first-party cookie the edge keeps it in
     lifetime_days: int
     # cookie value -> the Ids value (None: not ours / unparseable)
     read: Callable[[str], str | None] = field(default=lambda v: v)
@@ -80,16 +119,28 @@ class ClickId:
     charset: re.Pattern[str] = ID_CHARSET
 
 
-def _fb_created(value: str) -> float | None:
+def _fb_parts(value: str) -> list[str] | None:
+    """``fb.{index}.{ms}.{payload}[.{appendix}]`` split, or None when it is not one."""
     parts = value.split(".")
-    if len(parts) in (4, 5) and parts[0] == "fb" and parts[2].isdigit():
-        return int(parts[2]) / 1000
-    return None
+    if len(parts) not in (4, 5) or parts[0] != "fb" or not parts[3]:
+        return None
+    if not (parts[1].isdigit() and parts[2].isdigit()):
+        return None
+    if len(parts) == 5 and not (
+        parts[4] in FB_APPENDIX_TOKENS or len(parts[4]) == FB_APPENDIX_LENGTH
+    ):
+        return None
+    return parts
 
 
-def _fbc_read(value: str) -> str | None:
-    """A valid ``_fbc`` (4 or 5 parts, the 5th an SDK appendix) is sent as is."""
-    return value if _fb_created(value) is not None and value.split(".")[3] else None
+def _fb_created(value: str) -> float | None:
+    parts = _fb_parts(value)
+    return int(parts[2]) / 1000 if parts else None
+
+
+def _fb_read(value: str) -> str | None:
+    """A valid ``_fbc``/``_fbp`` (4 or 5 parts) is sent exactly as the cookie holds it."""
+    return value if _fb_parts(value) else None
 
 
 def _fbclid_of(fbc: str) -> str:
@@ -141,15 +192,20 @@ CLICK_IDS: tuple[ClickId, ...] = (
         ("fbclid",),
         "_fbc",
         90,
-        read=_fbc_read,
+        read=_fb_read,
         write=lambda v, now, idx: f"fb.{idx}.{int(now * 1000)}.{v}",
         created=_fb_created,
+        charset=FBCLID_CHARSET,
     ),
     ClickId("ttclid", ("ttclid",), "ttclid", 30),
-    ClickId("gclid", ("gclid",), "_gcl_aw", 90, _gcl_read, _gcl_write, _gcl_created),
-    ClickId("gbraid", ("gbraid",), "_gcl_gb", 90, _gcl_read, _gcl_write, _gcl_created),
-    ClickId("wbraid", ("wbraid",), "_gcl_wb", 90, _gcl_read, _gcl_write, _gcl_created),
-    ClickId("dclid", ("dclid",), "_gcl_dc", 90, _gcl_read, _gcl_write, _gcl_created),
+    ClickId("gclid", ("gclid",), "_gcl_aw", 90, _gcl_read, _gcl_write, _gcl_created, GCLID_CHARSET),
+    ClickId(
+        "gbraid", ("gbraid",), "_gcl_gb", 90, _gcl_read, _gcl_write, _gcl_created, GCLID_CHARSET
+    ),
+    ClickId(
+        "wbraid", ("wbraid",), "_gcl_wb", 90, _gcl_read, _gcl_write, _gcl_created, GCLID_CHARSET
+    ),
+    ClickId("dclid", ("dclid",), "_gcl_dc", 90, _gcl_read, _gcl_write, _gcl_created, GCLID_CHARSET),
     ClickId("epik", ("epik",), "_epik", 365),
     ClickId("sccid", ("ScCid", "sccid"), "_scclid", 365),
     ClickId("li_fat_id", ("li_fat_id",), "li_fat_id", 90),
@@ -167,12 +223,13 @@ CLICK_IDS: tuple[ClickId, ...] = (
     ),
 )
 PARAM_INDEX = {param: spec.field for spec in CLICK_IDS for param in spec.params}
-COOKIE_INDEX = {spec.cookie: spec.field for spec in CLICK_IDS if spec.cookie}
+COOKIE_INDEX = {spec.cookie: spec.field for spec in CLICK_IDS}
 # Browser IDs the platforms' own tags write; read, never written, except those we mint.
+# Advertising ones are read only with ad_storage; GA's (analytics) always (GA4 is gated by
+# analytics_storage at routing).
 BROWSER_COOKIES: Mapping[str, tuple[str, Callable[[str], str | None]]] = {
-    "_fbp": ("fbp", lambda v: v if _fb_created(v) is not None else None),
+    "_fbp": ("fbp", _fb_read),
     "_ttp": ("ttp", lambda v: v),
-    "_ga": ("ga_client_id", _ga_client_id),
     "_scid": ("scid", lambda v: v),
     "_rdt_uuid": ("rdt_uuid", lambda v: v),
     "crto_mapped_user_id": ("crto_mapped_user_id", lambda v: v),
@@ -180,6 +237,10 @@ BROWSER_COOKIES: Mapping[str, tuple[str, Callable[[str], str | None]]] = {
 }
 FBP_LIFETIME_DAYS = 90
 TTP_LIFETIME_DAYS = 395  # 13 months, as TikTok's pixel
+MINTED = {"_fbp": ("fbp", FBP_LIFETIME_DAYS), "_ttp": ("ttp", TTP_LIFETIME_DAYS)}
+LIFETIMES = {spec.cookie: spec.lifetime_days for spec in CLICK_IDS} | {
+    name: days for name, (_, days) in MINTED.items()
+}
 _ID_FIELDS = frozenset(Ids.__struct_fields__)
 
 
@@ -187,6 +248,14 @@ _ID_FIELDS = frozenset(Ids.__struct_fields__)
 class Identity:
     ids: Ids
     cookies: list[SetCookie]
+    # Every identifier that names this browser (from cookies or the backup, whatever the
+    # consent): what a consent withdrawal is matched on. Never stored or sent.
+    visitors: tuple[str, ...] = ()
+
+
+def visitor_key(ids: Ids) -> str | None:
+    """The one identifier an event is filed under for consent withdrawals."""
+    return ids.fbp or ids.ttp or ids.ga_client_id
 
 
 @lru_cache(maxsize=1024)
@@ -194,29 +263,51 @@ def cookie_domain(host: str, allowed: tuple[str, ...]) -> str | None:
     """The registrable domain of ``host`` (public-suffix aware), or None for host-only.
 
     Only for hosts under one of the site's domains: the edge never writes cookies for a
-    domain it was reached under by accident (an IP, a preview host).
+    domain it was reached under by accident (an IP, a preview host). The same answer for
+    both deployments: ``t.shop.example`` (a subdomain) and ``shop.example`` (the shop's own
+    host, the edge under ``/_e/``) both give ``shop.example``.
     """
     host = host.lower().rstrip(".")
     if not host or not any(host == d or host.endswith("." + d) for d in allowed):
         return None
-    if re.fullmatch(r"[\d.]+", host) or ":" in host or "." not in host:
+    if _is_ip_or_single_label(host):
         return None  # IPs and single-label hosts (localhost) take host-only cookies
     return _psl.privatesuffix(host) or None
 
 
-def subdomain_index(domain: str | None) -> int:
-    """Meta's subdomainIndex: labels of the cookie domain minus one (``shop.example`` = 1)."""
-    return domain.count(".") if domain else 1
+def _is_ip_or_single_label(host: str) -> bool:
+    return bool(re.fullmatch(r"[\d.]+", host)) or ":" in host or "." not in host
+
+
+def subdomain_index(domain: str | None, host: str = "") -> int:
+    """Meta's subdomainIndex: labels of the cookie domain minus one (``shop.example`` = 1).
+
+    An IP or single-label host counts 0 (as Meta's Parameter Builder); a value built
+    without a cookie domain (a backend event) uses 1, as Meta recommends.
+    """
+    if domain:
+        return domain.count(".")
+    if host and _is_ip_or_single_label(host.lower()):
+        return 0
+    return 1
 
 
 def valid_id(value: str | None, spec: ClickId) -> str | None:
+    """A click ID as a URL brings it, if it is safe and well-formed."""
     if value and spec.charset.match(value):
         return value
     return None
 
 
+def _read_cookie(spec: ClickId, raw: str) -> str | None:
+    """The Ids value a cookie (or the backup) holds, if it is ours and safe to send."""
+    value = spec.read(raw)
+    charset = AWC_CHARSET if spec.charset is AWC_CHARSET else ID_CHARSET
+    return value if value and charset.match(value) else None
+
+
 def _query(url: str | None) -> dict[str, str]:
-    if not url:
+    if not url or "?" not in url:
         return {}
     try:
         return dict(parse_qsl(urlsplit(url).query, keep_blank_values=False))
@@ -226,6 +317,8 @@ def _query(url: str | None) -> dict[str, str]:
 
 def _from_url(spec: ClickId, *queries: Mapping[str, str]) -> str | None:
     for query in queries:
+        if spec.field == "gclid" and "aw" not in query.get("gclsrc", "aw"):
+            continue  # gclsrc=ds (Search Ads 360) etc.: not a Google Ads click
         for param in spec.params:
             value = valid_id(query.get(param), spec)
             if value:
@@ -242,6 +335,290 @@ def _ga_session_cookie(cookies: Mapping[str, str]) -> str | None:
     return None
 
 
+Entries = dict[str, tuple[str, int]]  # cookie name -> (value, created unix seconds)
+
+
+class Identifier:
+    """Identity for one site: cookie domain, the signed backup, and browser-ID minting."""
+
+    def __init__(self, allowed_domains: Sequence[str], secret: bytes | None = None) -> None:
+        self.allowed = tuple(allowed_domains)
+        self.secret = secret
+        # itsdangerous' Signer (HMAC-SHA256) over base64url JSON. The key is derived from
+        # the secret once here, not per cookie; no compression: click IDs are random.
+        self.signer = (
+            Signer(
+                hmac.new(secret, BACKUP_SALT.encode(), hashlib.sha256).digest(),
+                key_derivation="none",
+                digest_method=hashlib.sha256,
+            )
+            if secret
+            else None
+        )
+        self._minted: OrderedDict[tuple[str, str], tuple[float, str, str]] = OrderedDict()
+        self._load = lru_cache(maxsize=BACKUP_CACHE_SIZE)(self._load_backup)
+        self._dump = lru_cache(maxsize=BACKUP_CACHE_SIZE)(self._dump_backup)
+
+    # -- the backup cookie -----------------------------------------------------------------
+
+    def _load_backup(self, raw: str) -> tuple[tuple[str, str, int], ...]:
+        if self.signer is None:
+            return ()
+        try:
+            payload = self.signer.unsign(raw)
+            data = _backup_decoder.decode(
+                base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4))
+            )
+        except (BadSignature, ValueError, TypeError, msgspec.DecodeError):
+            return ()
+        if not isinstance(data, dict):
+            return ()
+        entries = []
+        for name, entry in data.items():
+            if (
+                name in LIFETIMES
+                and isinstance(entry, list)
+                and len(entry) == 2
+                and isinstance(entry[0], str)
+                and isinstance(entry[1], int)
+                and AWC_CHARSET.match(entry[0])
+            ):
+                entries.append((name, entry[0], entry[1]))
+        return tuple(entries)
+
+    def _dump_backup(self, entries: tuple[tuple[str, str, int], ...]) -> str:
+        assert self.signer is not None
+        kept = list(entries)
+        while True:
+            data = msgspec.json.encode({name: [v, created] for name, v, created in kept})
+            value = self.signer.sign(base64.urlsafe_b64encode(data).rstrip(b"=")).decode()
+            if len(value) <= MAX_BACKUP_BYTES or not kept:
+                return value
+            kept.remove(max(kept, key=lambda e: len(e[1])))  # drop the bulkiest first
+
+    def backup(self, cookies: Mapping[str, str], now: float) -> Entries:
+        raw = cookies.get(BACKUP_COOKIE)
+        if not raw or self.signer is None:
+            return {}
+        return {
+            name: (value, created)
+            for name, value, created in self._load(raw)
+            if created + LIFETIMES[name] * DAY > now
+        }
+
+    # -- minting -----------------------------------------------------------------------------
+
+    def mint(
+        self, now: float, index: int, ip: str | None, user_agent: str | None
+    ) -> tuple[str, str]:
+        """``(_fbp, _ttp)`` for a browser that has neither: equal for its simultaneous hits."""
+        if self.secret is None or not ip:
+            return (
+                f"fb.{index}.{int(now * 1000)}.{random.randint(FBP_RANDOM_MIN, FBP_RANDOM_MAX)}",
+                random_ttp(),
+            )
+        browser = (ip, user_agent or "")
+        known = self._minted.get(browser)
+        if known is not None and known[0] > now:
+            return known[1], known[2]
+        window = int(now // MINT_WINDOW_SECONDS)
+        message = f"{ip}\n{user_agent or ''}\n{window}".encode()
+        digest = hmac.new(self.secret, message, hashlib.sha256).digest()
+        random_part = FBP_RANDOM_MIN + int.from_bytes(digest[:8], "big") % (
+            FBP_RANDOM_MAX - FBP_RANDOM_MIN + 1
+        )
+        # A creation time just before the window began: in the past, and the same for every
+        # hit of the window (whichever process answers it).
+        created_ms = window * MINT_WINDOW_SECONDS * 1000 - int.from_bytes(digest[8:10], "big") % (
+            MINT_WINDOW_SECONDS * 1000
+        )
+        ttp_bytes = hmac.new(self.secret, message + b"\nttp", hashlib.sha256).digest()
+        fbp = f"fb.{index}.{created_ms}.{random_part}"
+        ttp = ttp_bytes[:TTP_LENGTH].translate(_TTP_TABLE).decode()
+        self._minted[browser] = (now + MINT_WINDOW_SECONDS, fbp, ttp)
+        if len(self._minted) > MINT_MEMO_SIZE:
+            self._minted.popitem(last=False)
+        return fbp, ttp
+
+    # -- one hit -------------------------------------------------------------------------------
+
+    def identify(
+        self,
+        cookies: Mapping[str, str],
+        page_url: str | None,
+        referrer: str | None,
+        host: str,
+        now: float,
+        *,
+        write_cookies: bool,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        forget: bool = False,
+    ) -> Identity:
+        """Click and browser IDs for this hit, and the Set-Cookie headers that keep them.
+
+        The landing URL wins over the referrer (a redirect may have dropped the query), and
+        both win over cookies: a new click is a new attribution. ``write_cookies`` is False
+        without ad_storage consent or under GPC: then IDs come from the URL only, no ad
+        cookie is read, written or minted. ``forget`` (an explicit refusal) also deletes
+        the backup.
+        """
+        domain = cookie_domain(host, self.allowed) if host else None
+        index = subdomain_index(domain, host)
+        url_query, referrer_query = _query(page_url), _query(referrer)
+        backup = self.backup(cookies, now) if cookies else {}
+        jar: Mapping[str, str] = cookies if write_cookies else {}
+        ids: dict[str, str] = {}
+        written: list[SetCookie] = []
+        kept: Entries = {}
+
+        def keep(name: str, value: str, created: float | None) -> None:
+            """Re-issue a cookie with its remaining lifetime and note it for the backup.
+
+            A value whose creation time is unknown (no timestamp inside, not in the backup:
+            a platform tag wrote it) is only noted, as first seen now: re-issuing it with a
+            whole lifetime would extend it.
+            """
+            if not write_cookies:
+                return
+            if created is None:
+                kept[name] = (value, int(now))
+                return
+            remaining = int(created + LIFETIMES[name] * DAY - now)
+            if remaining > 0:
+                written.append(SetCookie(name, value, remaining, domain))
+                kept[name] = (value, int(created))
+
+        def known(name: str, value: str) -> float | None:
+            entry = backup.get(name)
+            return entry[1] if entry and entry[0] == value else None
+
+        # Most hits carry no click ID and few cookies: look only at identifiers that are there.
+        present = {PARAM_INDEX[k] for k in (*url_query, *referrer_query) if k in PARAM_INDEX}
+        present.update(COOKIE_INDEX[k] for k in jar if k in COOKIE_INDEX)
+        if write_cookies:
+            present.update(COOKIE_INDEX[k] for k in backup if k in COOKIE_INDEX)
+        for spec in CLICK_IDS:
+            if spec.field not in present:
+                continue
+            clicked = _from_url(spec, url_query, referrer_query)
+            raw_cookie = jar.get(spec.cookie)
+            stored = _read_cookie(spec, raw_cookie) if raw_cookie else None
+            if stored is None and write_cookies and spec.cookie in backup:
+                raw_cookie = backup[spec.cookie][0]  # Safari (or a script) lost it: restore
+                stored = _read_cookie(spec, raw_cookie)
+            if clicked is not None:
+                if spec.field == "fbc" and stored and _fbclid_of(stored) == clicked:
+                    clicked = None  # the same click: keep its timestamp (below)
+                else:
+                    value = spec.write(clicked, now, index)
+                    ids[spec.field] = spec.read(value) or clicked
+                    if spec.field == "fbc":
+                        ids["fbclid"] = clicked
+                    keep(spec.cookie, value, spec.created(value) or now)
+                    continue
+            if stored is not None and raw_cookie is not None:
+                ids[spec.field] = stored
+                if spec.field == "fbc":
+                    ids["fbclid"] = _fbclid_of(stored)
+                created = spec.created(raw_cookie)
+                keep(spec.cookie, raw_cookie, created or known(spec.cookie, raw_cookie))
+
+        for name, (id_field, read) in BROWSER_COOKIES.items():
+            raw = jar.get(name)
+            value = read(raw) if raw else None
+            if value and ID_CHARSET.match(value):
+                ids[id_field] = value
+        if cookies:
+            ga = cookies.get("_ga")
+            client_id = _ga_client_id(ga) if ga else None
+            if client_id and ID_CHARSET.match(client_id):
+                ids["ga_client_id"] = client_id
+            if (session := _ga_session_cookie(cookies)) and ID_CHARSET.match(session):
+                ids["ga_session_id"] = session
+
+        if write_cookies:
+            self._browser_ids(ids, backup, now, index, ip, user_agent, keep, known)
+            if self.signer is not None and kept:
+                written.append(self._backup_cookie(kept, backup, cookies, now, domain))
+        elif forget and cookies.get(BACKUP_COOKIE):
+            written.append(SetCookie(BACKUP_COOKIE, "", 0, domain, http_only=True))
+        return Identity(
+            Ids(**{k: v for k, v in ids.items() if k in _ID_FIELDS}),
+            written,
+            self._visitors(cookies, backup, ids),
+        )
+
+    def _browser_ids(
+        self,
+        ids: dict[str, str],
+        backup: Entries,
+        now: float,
+        index: int,
+        ip: str | None,
+        user_agent: str | None,
+        keep: Callable[[str, str, float | None], None],
+        known: Callable[[str, str], float | None],
+    ) -> None:
+        """Keep ``_fbp``/``_ttp`` (the backup's original wins), or mint them once."""
+        minted: tuple[str, str] | None = None
+        for name, (id_field, _) in MINTED.items():
+            saved = backup.get(name)
+            if saved is not None and saved[0] != ids.get(id_field):
+                ids[id_field] = saved[0]  # lost, or replaced by a script after the loss
+            if id_field not in ids:
+                minted = minted or self.mint(now, index, ip, user_agent)
+                ids[id_field] = minted[0] if id_field == "fbp" else minted[1]
+                created = _fb_created(ids[id_field]) if id_field == "fbp" else None
+                keep(name, ids[id_field], created or now)
+                continue
+            created = _fb_created(ids[id_field]) if id_field == "fbp" else None
+            keep(name, ids[id_field], created or known(name, ids[id_field]))
+
+    def _backup_cookie(
+        self,
+        kept: Entries,
+        backup: Entries,
+        cookies: Mapping[str, str],
+        now: float,
+        domain: str | None,
+    ) -> SetCookie:
+        entries = dict(backup)
+        entries.update(kept)
+        raw = cookies.get(BACKUP_COOKIE)
+        value = (
+            raw
+            if raw and entries == backup
+            else self._dump(tuple(sorted((n, v, c) for n, (v, c) in entries.items())))
+        )
+        max_age = max(c + LIFETIMES[n] * DAY for n, (_, c) in entries.items()) - int(now)
+        return SetCookie(BACKUP_COOKIE, value, max(max_age, 0), domain, http_only=True)
+
+    def _visitors(
+        self, cookies: Mapping[str, str], backup: Entries, ids: Mapping[str, str]
+    ) -> tuple[str, ...]:
+        found: list[str] = []
+        for name, id_field, read in (
+            ("_fbp", "fbp", _fb_read),
+            ("_ttp", "ttp", lambda v: v if ID_CHARSET.match(v) else None),
+        ):
+            for value in (
+                ids.get(id_field),
+                read(cookies[name]) if cookies.get(name) else None,
+                backup[name][0] if name in backup else None,
+            ):
+                if value and value not in found:
+                    found.append(value)
+        if ids.get("ga_client_id"):
+            found.append(ids["ga_client_id"])
+        return tuple(found)
+
+
+@lru_cache(maxsize=16)
+def _plain(allowed: tuple[str, ...]) -> Identifier:
+    return Identifier(allowed)
+
+
 def identify(
     cookies: Mapping[str, str],
     page_url: str | None,
@@ -252,80 +629,10 @@ def identify(
     allowed_domains: Sequence[str],
     write_cookies: bool,
 ) -> Identity:
-    """Click and browser IDs for this hit, and the Set-Cookie headers that keep them.
-
-    The landing URL wins over the referrer (a redirect may have dropped the query), and both
-    win over cookies: a new click is a new attribution. ``write_cookies`` is False without
-    ad_storage consent or under GPC: then IDs still come from the URL, but nothing is stored
-    in the browser and no browser ID is minted.
-    """
-    domain = cookie_domain(host, tuple(allowed_domains)) if host else None
-    index = subdomain_index(domain)
-    url_query, referrer_query = _query(page_url), _query(referrer)
-    ids: dict[str, str] = {}
-    written: list[SetCookie] = []
-
-    def keep(name: str, value: str, lifetime_days: int, created: float | None = None) -> None:
-        remaining = lifetime_days * DAY
-        if created is not None:
-            remaining = int(created + lifetime_days * DAY - now)
-        if write_cookies and remaining > 0:
-            written.append(SetCookie(name, value, remaining, domain))
-
-    # Most hits carry no click ID and few cookies: look only at identifiers that are there.
-    present = {PARAM_INDEX[k] for k in (*url_query, *referrer_query) if k in PARAM_INDEX}
-    present.update(COOKIE_INDEX[k] for k in cookies if k in COOKIE_INDEX)
-    for spec in CLICK_IDS:
-        if spec.field not in present:
-            continue
-        clicked = _from_url(spec, url_query, referrer_query)
-        raw_cookie = cookies.get(spec.cookie) if spec.cookie else None
-        stored = spec.read(raw_cookie) if raw_cookie else None
-        stored = valid_id(stored, spec) if spec.field != "fbc" else stored
-        if clicked is not None:
-            if spec.field == "fbc" and stored and _fbclid_of(stored) == clicked:
-                ids["fbc"], ids["fbclid"] = stored, clicked  # same click: keep its timestamp
-                keep(spec.cookie or "", raw_cookie or "", spec.lifetime_days, _fb_created(stored))
-                continue
-            value = spec.write(clicked, now, index)
-            ids[spec.field] = spec.read(value) or clicked
-            if spec.field == "fbc":
-                ids["fbclid"] = clicked
-            keep(spec.cookie or "", value, spec.lifetime_days, spec.created(value))
-        elif stored is not None and raw_cookie is not None:
-            ids[spec.field] = stored
-            if spec.field == "fbc":
-                ids["fbclid"] = _fbclid_of(stored)
-            created = spec.created(raw_cookie)
-            if created is not None:  # re-issue: repairs a capped copy, never extends it
-                keep(spec.cookie or "", raw_cookie, spec.lifetime_days, created)
-
-    if cookies:
-        for name, (id_field, read) in BROWSER_COOKIES.items():
-            raw = cookies.get(name)
-            value = read(raw) if raw else None
-            if value and ID_CHARSET.match(value):
-                ids[id_field] = value
-        if session := _ga_session_cookie(cookies):
-            if ID_CHARSET.match(session):
-                ids["ga_session_id"] = session
-
-    if write_cookies:
-        _browser_ids(ids, now, index, keep)
-    return Identity(Ids(**{k: v for k, v in ids.items() if k in _ID_FIELDS}), written)
-
-
-def _browser_ids(ids: dict[str, str], now: float, index: int, keep: Callable[..., None]) -> None:
-    """Mint ``_fbp`` and ``_ttp`` for a browser that has none; re-issue ``_fbp``."""
-    if "fbp" in ids:
-        keep("_fbp", ids["fbp"], FBP_LIFETIME_DAYS, _fb_created(ids["fbp"]))
-    else:
-        random_part = random.randint(FBP_RANDOM_MIN, FBP_RANDOM_MAX)
-        ids["fbp"] = f"fb.{index}.{int(now * 1000)}.{random_part}"
-        keep("_fbp", ids["fbp"], FBP_LIFETIME_DAYS)
-    if "ttp" not in ids:
-        ids["ttp"] = random_ttp()
-        keep("_ttp", ids["ttp"], TTP_LIFETIME_DAYS)
+    """``Identifier.identify`` without a server secret (no backup, random browser IDs)."""
+    return _plain(tuple(allowed_domains)).identify(
+        cookies, page_url, referrer, host, now, write_cookies=write_cookies
+    )
 
 
 def random_ttp() -> str:

@@ -172,11 +172,14 @@ class Batch(Struct, forbid_unknown_fields=True):
 class Client(Struct, omit_defaults=True):
     """What the edge learned about the visitor's browser from the request."""
 
+    # The full address goes only to consented destinations: the store keeps it beside the
+    # event while deliveries are pending, never in the stored body (``ip_truncated`` is).
     ip: str | None = None
+    ip_truncated: str | None = None  # /24 (IPv4) or /48 (IPv6): what stays for the record
     user_agent: str | None = None
     is_bot: bool = False
-    country: str | None = None
-    region: str | None = None
+    country: str | None = None  # ISO 3166-1 alpha-2, from [geo]
+    region: str | None = None  # ISO 3166-2 subdivision ("US-CA"), from [geo]
 
 
 Source = Literal["browser", "server"]

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import secrets
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,13 +28,20 @@ import msgspec
 from tags import PLATFORMS, TAGS
 from tags.base import Destination, Tag, TagSpec
 
+from .consent import BUILTIN_REGIONS, ConsentPolicy, Region, expand_areas
 from .errors import ConfigError
+from .rules import NO_RULES, Rules, parse_rules
 
 CONSENT_PURPOSES = ("ad_storage", "analytics_storage", "ad_user_data", "ad_personalization")
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.1/32", "::1/128")
-COMMON_DESTINATION_KEYS = frozenset({"enabled", "base_url", "events", "consent"})
+COMMON_DESTINATION_KEYS = frozenset({"enabled", "base_url", "events", "consent", "rules"})
 SECRET_PREFIXES = ("env:", "file:", "literal:")
 MIN_API_KEY_LENGTH = 16
+MIN_SECRET_KEY_LENGTH = 32
+SIGNING_KEY_FILE = "secret_key"  # next to the database when [server] secret_key is not set
+AREA_PATTERN = re.compile(r"^(EEA|EU|[A-Z]{2}|[A-Z]{2}-[A-Z0-9]{1,3})$")
+MIN_ADMIN_PASSWORD_LENGTH = 12
+DEFAULT_SESSION_HOURS = 12.0
 
 
 class SiteConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -49,16 +58,34 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     # Per client address on the hit endpoints; 0 turns the limiter off.
     rate_limit_per_second: float = 20.0
     rate_limit_burst: float = 60.0
+    # Signs the identity backup cookie (literal, env:, file:). Unset: a random key kept in
+    # <data dir>/secret_key. Several machines must share one: set it explicitly.
+    secret_key: str | None = None
 
 
 class ApiConfig(msgspec.Struct, forbid_unknown_fields=True):
     keys: list[str] = msgspec.field(default_factory=list)
 
 
-class ConsentConfig(msgspec.Struct, forbid_unknown_fields=True):
-    # What a signal the site did not send counts as. Deny by default: nothing leaves
-    # without the consent a destination needs.
+class RegionConfig(msgspec.Struct, forbid_unknown_fields=True):
+    areas: list[str]  # "EEA", "EU", ISO countries ("GB"), ISO subdivisions ("US-CA")
     default: Literal["granted", "denied"] = "denied"
+    gpc: Literal["skip", "ldu", "ignore"] = "skip"
+
+
+class ConsentConfig(msgspec.Struct, forbid_unknown_fields=True):
+    # What a signal the site did not send counts as where no region says otherwise (or the
+    # visitor's location is unknown). Deny by default: nothing leaves without the consent
+    # a destination needs.
+    default: Literal["granted", "denied"] = "denied"
+    gpc: Literal["skip", "ldu", "ignore"] = "skip"
+    # Per-region defaults, by the visitor's geolocated country/subdivision ([geo]).
+    # Absent: the built-in table (docs/consent.md); an empty table: none.
+    regions: dict[str, RegionConfig] | None = None
+
+
+class GeoConfig(msgspec.Struct, forbid_unknown_fields=True):
+    database: str | None = None  # a MaxMind GeoLite2/GeoIP2 City or Country .mmdb file
 
 
 class CookieConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -74,14 +101,24 @@ class DispatchConfig(msgspec.Struct, forbid_unknown_fields=True):
     poll_seconds: float = 1.0
 
 
+class AdminConfig(msgspec.Struct, forbid_unknown_fields=True):
+    # A secret like the credentials (literal, env:, file:), or a stored hash made by
+    # `capi-edge admin hash-password` (scrypt$... or pbkdf2_sha256$...).
+    password: str
+    vault_key_file: str | None = None  # else CAPI_EDGE_VAULT_KEY, else <data dir>/vault.key
+    session_hours: float = DEFAULT_SESSION_HOURS
+
+
 class FileConfig(msgspec.Struct, forbid_unknown_fields=True):
     site: SiteConfig
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
     consent: ConsentConfig = msgspec.field(default_factory=ConsentConfig)
     cookies: CookieConfig = msgspec.field(default_factory=CookieConfig)
+    geo: GeoConfig = msgspec.field(default_factory=GeoConfig)
     dispatch: DispatchConfig = msgspec.field(default_factory=DispatchConfig)
     destinations: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    admin: AdminConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +128,9 @@ class DestinationSettings:
     spec: TagSpec
     destination: Destination
     consent: frozenset[str]
+    rules: Rules = NO_RULES
+    # GPC as configured for this destination ("skip" or "ldu"); None: the region decides.
+    gpc_mode: str | None = None
 
     @property
     def name(self) -> str:
@@ -99,6 +139,15 @@ class DestinationSettings:
     @property
     def tag(self) -> Tag:
         return TAGS[self.spec.name]
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """The dashboard's ``[admin]`` section, resolved."""
+
+    password: str  # the password itself, or a stored hash (see edge.admin.passwords)
+    vault_key_file: Path | None
+    session_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +165,23 @@ class Settings:
     destinations: Mapping[str, DestinationSettings] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    admin: AdminSettings | None = None
+    # The parsed TOML as written (secrets unresolved) and the folder relative paths start
+    # from: the dashboard merges its changes into these and exports them.
+    source: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    base: Path = field(default_factory=Path.cwd)
+    # [consent] resolved: global and per-region defaults (edge.consent.ConsentPolicy).
+    consent: ConsentPolicy = field(default_factory=ConsentPolicy)
+    geoip_database: Path | None = None
+    secret_key: bytes | None = None  # None: the generated one (see ``secret_key``)
 
     def secrets(self) -> list[str]:
         """Every secret value, so logs and debug views can redact them."""
         values = list(self.api_keys)
+        if self.secret_key is not None:
+            values.append(self.secret_key.decode())
+        if self.admin is not None:
+            values.append(self.admin.password)
         for d in self.destinations.values():
             values += d.destination.secret_values(d.spec)
         return values
@@ -230,6 +292,17 @@ def _destination(
         problems.add(f"{path}.consent", f"must be a list drawn from {', '.join(CONSENT_PURPOSES)}")
         consent = sorted(spec.consent)
 
+    rules, rule_problems = parse_rules(raw.get("rules", {}))
+    for key, message in rule_problems:
+        problems.add(f"{path}.rules{key}", message)
+
+    # GPC: an explicit gpc_mode holds everywhere; unset, the visitor's region decides, and a
+    # platform that has Limited Data Use is built ready for it (routing still skips where
+    # the region's policy is "skip").
+    gpc_mode = options.get("gpc_mode")
+    if gpc_mode is None and any(o.name == "gpc_mode" for o in spec.options):
+        options["gpc_mode"] = "ldu"
+
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
         problems.add(f"{path}.enabled", "must be true or false")
@@ -246,7 +319,41 @@ def _destination(
             default_country=settings_site.default_country,
         ),
         consent=frozenset(consent),
+        rules=rules,
+        gpc_mode=gpc_mode,
     )
+
+
+def validate_destination(
+    name: str, raw: dict[str, Any], *, default_country: str | None, base: Path
+) -> tuple[DestinationSettings | None, list[str]]:
+    """One destination table checked exactly as the config file's are (the dashboard uses
+    this): the settings (None when invalid or ``enabled = false``) and every problem."""
+    problems = _Problems()
+    site = SiteConfig(domains=[], default_country=default_country)
+    return _destination(name, raw, site, problems, base), problems.lines
+
+
+def _admin(config: AdminConfig, problems: _Problems, base: Path) -> AdminSettings | None:
+    from edge.admin.passwords import hash_problem, is_password_hash
+
+    password = resolve_secret(config.password, "admin.password", problems, base)
+    if config.session_hours <= 0:
+        problems.add("admin.session_hours", "must be more than 0")
+    if password is None:
+        return None
+    if is_password_hash(password):
+        problem = hash_problem(password)
+        if problem:
+            problems.add("admin.password", problem)
+    elif len(password) < MIN_ADMIN_PASSWORD_LENGTH:
+        problems.add(
+            "admin.password",
+            f"is too short; use at least {MIN_ADMIN_PASSWORD_LENGTH} characters "
+            "(or a hash from `capi-edge admin hash-password`)",
+        )
+    key_file = base / config.vault_key_file if config.vault_key_file else None
+    return AdminSettings(password, key_file, config.session_hours * 3600)
 
 
 def _networks(
@@ -312,6 +419,10 @@ def parse(text: str, *, source: str = "config", base: Path | None = None) -> Set
             destinations[name] = dest
 
     trusted = _networks(file_config.server.trusted_proxies, problems)
+    admin = _admin(file_config.admin, problems, base) if file_config.admin else None
+    policy = _consent_policy(file_config.consent, problems)
+    geoip_database = _geoip_database(file_config.geo, problems, base)
+    secret = _secret_key(file_config.server, problems, base)
     problems.raise_if_any(source)
     database = Path(file_config.server.database)
     if not database.is_absolute() and file_config.server.database != ":memory:":
@@ -328,7 +439,98 @@ def parse(text: str, *, source: str = "config", base: Path | None = None) -> Set
         cookies_enabled=file_config.cookies.enabled,
         dispatch=dispatch,
         destinations=MappingProxyType(destinations),
+        admin=admin,
+        source=MappingProxyType(data),
+        base=base,
+        consent=policy,
+        geoip_database=geoip_database,
+        secret_key=secret,
     )
+
+
+# -- [consent], [geo] and the server secret ------------------------------------------------
+
+
+def _consent_policy(config: ConsentConfig, problems: _Problems) -> ConsentPolicy:
+    if config.regions is None:
+        return ConsentPolicy(config.default, config.gpc, BUILTIN_REGIONS)
+    regions, seen = [], {}
+    for name, region in config.regions.items():
+        path = f"consent.regions.{name}"
+        if not region.areas:
+            problems.add(f"{path}.areas", 'list at least one area, such as "EEA" or "US-CA"')
+        for i, area in enumerate(region.areas):
+            if not AREA_PATTERN.match(area):
+                problems.add(
+                    f"{path}.areas[{i}]",
+                    "must be EEA, EU, an ISO 3166-1 country (DE) or an ISO 3166-2 "
+                    "subdivision (US-CA), in capitals",
+                )
+        areas = expand_areas(a for a in region.areas if AREA_PATTERN.match(a))
+        for area in sorted(areas):
+            if area in seen:
+                problems.add(f"{path}.areas", f"{area} is already in consent.regions.{seen[area]}")
+            seen.setdefault(area, name)
+        regions.append(Region(name, areas, region.default, region.gpc))
+    return ConsentPolicy(config.default, config.gpc, tuple(regions))
+
+
+def _geoip_database(config: GeoConfig, problems: _Problems, base: Path) -> Path | None:
+    if config.database is None:
+        return None
+    path = base / config.database
+    if not path.is_file():
+        problems.add("geo.database", f"no MaxMind database at {path}")
+        return None
+    return path
+
+
+def _secret_key(config: ServerConfig, problems: _Problems, base: Path) -> bytes | None:
+    if config.secret_key is None:
+        return None
+    value = resolve_secret(config.secret_key, "server.secret_key", problems, base)
+    if value is not None and len(value) < MIN_SECRET_KEY_LENGTH:
+        problems.add(
+            "server.secret_key",
+            f"is too short; use at least {MIN_SECRET_KEY_LENGTH} random characters "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+        )
+        return None
+    return value.encode() if value is not None else None
+
+
+def secret_key(settings: Settings) -> bytes:
+    """The key that signs the identity backup cookie.
+
+    ``[server] secret_key`` when set; otherwise one generated on first start and kept in
+    ``secret_key`` next to the database (mode 0600, created atomically so processes
+    starting together agree on it). An in-memory database gets a key for this process.
+    """
+    if settings.secret_key is not None:
+        return settings.secret_key
+    if str(settings.database) == ":memory:":
+        return secrets.token_bytes(32)
+    path = settings.database.parent / SIGNING_KEY_FILE
+    try:
+        return path.read_bytes().strip() or _create_secret(path)
+    except FileNotFoundError:
+        return _create_secret(path)
+
+
+def _create_secret(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32).encode()
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(key + b"\n")
+    try:
+        os.link(temporary, path)  # fails if another process got there first: use theirs
+    except FileExistsError:
+        key = path.read_bytes().strip()
+    finally:
+        temporary.unlink(missing_ok=True)
+    return key
 
 
 def load(path: str | Path) -> Settings:

@@ -56,11 +56,12 @@
     };
   }
 
-  // IAB TCF v2.2: keep the latest TC string; the edge decodes it per destination.
+  // IAB TCF v2.2: keep the latest TC string; the edge decodes it per destination. While the
+  // CMP's UI is up ("cmpuishown") the choices are not final: keep the last final string.
   function watchTcf() {
     if (typeof w.__tcfapi !== "function") return;
     w.__tcfapi("addEventListener", 2, safe(function (data, ok) {
-      if (ok && data && data.tcString) tcString = data.tcString;
+      if (ok && data && data.tcString && data.eventStatus !== "cmpuishown") tcString = data.tcString;
     }));
   }
 

@@ -99,6 +99,8 @@ SPEC = TagSpec(
     ),
     limits=Limits(MAX_ORDERS, None, FRESHNESS_SECONDS, max_in_flight=1, timeout_seconds=15.0),
     consent=frozenset({"ad_storage", "ad_user_data"}),
+    tcf_vendor_id=907,  # IAB TCF: the Global Vendor List ID
+    tcf_purposes=frozenset({1, 7}),
     event_map={"purchase": SALE, "lead": LEAD},
     custom_events=False,
     dedup_key="orderReference = order_id (event_id when absent), cut to 50 characters",

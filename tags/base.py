@@ -102,6 +102,11 @@ class TagSpec:
     test_mode: str
     options: tuple[Option, ...] = ()
     honours_gpc: bool = True  # GPC opts out of sale/sharing: ad platforms honour it
+    # IAB TCF v2.2: the platform's Global Vendor List ID (None: not a registered vendor, so
+    # only the purposes can be read from a TC string) and the purposes a conversion needs
+    # (empty: TCF does not gate this destination; see docs/consent.md).
+    tcf_vendor_id: int | None = None
+    tcf_purposes: frozenset[int] = frozenset()
 
     @property
     def secret_names(self) -> frozenset[str]:

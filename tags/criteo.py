@@ -94,6 +94,8 @@ SPEC = TagSpec(
     ),
     limits=Limits(EVENTS_PER_REQUEST, None, FRESHNESS_SECONDS, max_in_flight=8),
     consent=frozenset({"ad_storage", "ad_user_data"}),
+    tcf_vendor_id=91,  # IAB TCF: the Global Vendor List ID
+    tcf_purposes=frozenset({1, 7}),
     event_map={
         "page_view": "viewPage",
         "view_content": "viewItem",

@@ -232,6 +232,8 @@ SPEC = TagSpec(
         timeout_seconds=30.0,
     ),
     consent=frozenset({"ad_storage", "ad_user_data"}),
+    tcf_vendor_id=755,  # IAB TCF: the Global Vendor List ID
+    tcf_purposes=frozenset({1, 7}),
     event_map={"purchase": DEFAULT_ACTION, "lead": DEFAULT_ACTION},
     custom_events=False,
     dedup_key="transactionId (legacy orderId) = data.order_id, else event_id, per conversion "

@@ -129,6 +129,8 @@ SPEC = TagSpec(
         timeout_seconds=10.0,
     ),
     consent=frozenset({"ad_storage", "ad_user_data"}),
+    tcf_vendor_id=804,  # IAB TCF: the Global Vendor List ID
+    tcf_purposes=frozenset({1, 7}),
     event_map={"purchase": "PURCHASE"},
     custom_events=False,
     dedup_key="eventId = event_id (the Insight Tag's event_id); the Insight Tag copy wins",

@@ -75,6 +75,8 @@ SPEC = TagSpec(
     ),
     limits=Limits(EVENTS_PER_REQUEST, None, FRESHNESS_SECONDS, max_in_flight=8),
     consent=frozenset({"ad_storage", "ad_user_data"}),
+    tcf_vendor_id=42,  # IAB TCF: the Global Vendor List ID
+    tcf_purposes=frozenset({1, 7}),
     event_map={
         "page_view": "page_view",
         "view_content": "view_content",

@@ -99,6 +99,7 @@ SPEC = TagSpec(
         timeout_seconds=10.0,
     ),
     consent=frozenset({"ad_storage", "ad_user_data"}),
+    tcf_purposes=frozenset({1, 7}),  # IAB TCF: not a GVL vendor; purposes only
     event_map={
         "view_content": "ViewContent",
         "search": "Search",

@@ -49,3 +49,6 @@ def make_edge(
     yield make
     for client in clients:
         client.__exit__(None, None, None)
+
+
+from .edgeapp import edge  # noqa: E402, F401 - a fixture: an edge with a chosen client address

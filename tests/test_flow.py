@@ -206,7 +206,7 @@ def test_one_invalid_event_in_a_meta_batch_does_not_block_the_rest(make_edge, pl
     wait_until(lambda: _statuses(client, ids, "meta") == {"sent"})
     headers = {"authorization": f"Bearer {API_KEY}"}
     bad = client.get("/v1/events/bad", headers=headers).json()["destinations"]["meta"]
-    assert bad["status"] == "dead"
+    assert bad["status"] == "failed"  # the store's "dead", as the API names it
     assert "Invalid value" in bad["reason"] or "100" in bad["reason"]
     delivered = [
         e["event_id"]
@@ -227,7 +227,7 @@ def test_events_past_the_freshness_window_are_dead_lettered_not_sent(make_edge, 
             client.get(f"/v1/events/{event_id}", headers=headers).json()["destinations"]["meta"][
                 "status"
             ]
-            == "dead"
+            == "failed"
         )
     )
     meta = client.get(f"/v1/events/{event_id}", headers=headers).json()["destinations"]["meta"]

@@ -11,6 +11,15 @@ Delivery states, per (event, destination):
        ├──────────> dead       (rejected, expired, or out of attempts; replayable)
        └──────────> cancelled  (consent withdrawn before sending)
     skipped                    (never queued: consent, unmapped event, bot, …)
+
+``GET /v1/events/{id}`` shows ``dead`` as ``failed`` and ``cancelled`` as ``skipped`` (with
+the reason ``consent withdrawn``): see ``edge.routing.API_STATUS``.
+
+Privacy duties of every implementation: the stored event body never holds the full client
+IP (``append`` strips ``client.ip``; ``client.ip_truncated`` stays); the full IP is kept
+beside the event only while one of its deliveries is pending, and put back on the events
+``claim`` hands out. ``cancel_pending`` finds events by the visitor key
+(``edge.identity.visitor_key``) they were filed under.
 """
 
 from __future__ import annotations
@@ -89,7 +98,16 @@ class Store(Protocol):
         self, destination: str, limit: int, now: float, lease_seconds: float
     ) -> list[Claimed]: ...
 
-    async def settle(self, destination: str, settlements: Sequence[Settlement]) -> None: ...
+    async def settle(self, destination: str, settlements: Sequence[Settlement]) -> None:
+        """Record outcomes. A cancelled delivery is never set back to pending."""
+        ...
+
+    async def cancel_pending(
+        self, visitors: Sequence[str], destinations: Sequence[str], reason: str, now: float
+    ) -> int:
+        """Cancel pending deliveries to ``destinations`` of events filed under any of
+        ``visitors`` (a consent withdrawal); returns how many."""
+        ...
 
     async def record_attempt(self, attempt: Attempt) -> None: ...
 

@@ -1,15 +1,20 @@
-"""The embedded store: SQLite in WAL mode, written with group commit on the event loop.
+"""The embedded store: SQLite in WAL mode, written with group commit by one writer thread.
 
-Every operation is a job. Jobs submitted while the event loop runs one round of ready
-callbacks are committed together by one flush scheduled right after that round: one
-transaction, each job inside its own savepoint (one failing job cannot undo the others),
-one commit. A collect request therefore waits for one fsync that it shares with every
-request that arrived meanwhile: durable acknowledgement at the cost of a single commit per
-burst, not per hit.
+Every operation is a job. Jobs submitted while a commit is under way wait for the next one,
+which takes every job gathered meanwhile: one transaction, one fsync. A collect request
+therefore waits for one fsync that it shares with every request that arrived meanwhile:
+durable acknowledgement at the cost of a single commit per burst, not per hit, and the
+busier the edge, the bigger the groups. If a job fails (rare: a constraint, a full disk),
+the group is rolled back and every job is retried in a transaction of its own, so one bad
+job cannot fail its neighbours.
 
-The flush runs on the loop thread itself. A writer thread would hand the GIL back and forth
-with the loop on every commit, which on a small machine costs more than the commit (an
-fsync of the WAL, well under a millisecond on an SSD); here the loop simply does the write.
+The commits run on a thread of the store's own, so the event loop goes on serving while
+SQLite updates its indexes, writes and fsyncs the WAL and now and then checkpoints it: most
+of a hit's cost, done without the GIL. What the thread must not do is take the GIL back
+often, since each time it waits for the loop to let go of it. So the hot statements work
+on whole groups: a commit's appends are one statement per table over a JSON array of rows
+(``json_each``), built by the loop before it hands the group over, instead of a call per
+row; the dispatcher's claims and settlements likewise.
 """
 
 from __future__ import annotations
@@ -18,23 +23,33 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
+
 from edge.errors import StoreError
+from edge.identity import visitor_key
 from edge.schema import StoredEvent, decode_stored, encode_stored
 
 from . import Attempt, Claimed, Decision, DeliveryRow, Settlement
+from .admin import AdminQueries
 
 T = TypeVar("T")
 
 MAX_JOBS_PER_COMMIT = 512  # bounds one transaction's latency under a flood
 BUSY_TIMEOUT_MS = 5_000
+# Every index costs each hit a page write where its keys fall, and event_ids are random:
+# deliveries are keyed by event first, so an event's rows for all destinations share one
+# page of one index, which also serves every lookup by event or by (destination, event).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     event_id    TEXT PRIMARY KEY,
     received_at REAL NOT NULL,
-    body        BLOB NOT NULL
+    body        BLOB NOT NULL,
+    visitor     TEXT,
+    ip          TEXT
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     destination TEXT NOT NULL,
@@ -46,11 +61,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
     lease_until REAL NOT NULL DEFAULT 0,
     created_at  REAL NOT NULL,
     updated_at  REAL NOT NULL,
-    PRIMARY KEY (destination, event_id)
+    PRIMARY KEY (event_id, destination)
 );
 CREATE INDEX IF NOT EXISTS deliveries_due
     ON deliveries (destination, next_at) WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_id);
 CREATE TABLE IF NOT EXISTS attempts (
     id          INTEGER PRIMARY KEY,
     destination TEXT NOT NULL,
@@ -63,18 +77,209 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_recent ON attempts (destination, at);
 """
+OLD_DELIVERIES_KEY = "PRIMARY KEY (destination, event_id)"  # how the first stores keyed it
+# Consent hooks (edge.consent): ``visitor`` files an event with pending deliveries under its
+# browser ID, so a withdrawal can cancel them; ``ip`` keeps the full client address only
+# while a delivery may still need it (the body holds the truncated one). Both stay NULL for
+# events with nothing pending, which the partial index skips.
+CONSENT_COLUMNS = (("visitor", "TEXT"), ("ip", "TEXT"))
+CONSENT_INDEX = (
+    "CREATE INDEX IF NOT EXISTS events_by_visitor ON events (visitor) WHERE visitor IS NOT NULL"
+)
+FORGET_IPS = (
+    "UPDATE events SET ip = NULL, visitor = NULL WHERE event_id IN ({marks})"
+    " AND (ip IS NOT NULL OR visitor IS NOT NULL) AND NOT EXISTS (SELECT 1 FROM deliveries"
+    " AS d WHERE d.event_id = events.event_id AND d.status = 'pending')"
+)
 
 
-Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
+INSERT_EVENT = (
+    "INSERT OR IGNORE INTO events (event_id, received_at, body, visitor, ip) VALUES (?, ?, ?, ?, ?)"
+)
+# A group's rows as one JSON array per table: [[event_id, received_at, body, visitor, ip], ...]
+# and [[destination, event_id, status, reason, at], ...]. The body (JSON itself) travels as
+# a JSON string and is stored byte for byte.
+INSERT_EVENTS = (
+    "INSERT INTO events (event_id, received_at, body, visitor, ip)"
+    " SELECT value->>0, value->>1, CAST(value->>2 AS BLOB), value->>3, value->>4"
+    " FROM json_each(?)"
+)
+INSERT_DELIVERIES = (
+    "INSERT INTO deliveries (destination, event_id, status, reason,"
+    " next_at, created_at, updated_at)"
+    " SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>4, value->>4"
+    " FROM json_each(?)"
+)
+STORED_BEFORE = (
+    "SELECT json_group_array(event_id) FROM events"
+    " WHERE event_id IN (SELECT value->>0 FROM json_each(?))"
+)
+# One event as ``append`` keeps it: the events row, then its routing decisions.
+EventRow = tuple[tuple[str, float, bytes, "str | None", "str | None"], Sequence[Decision]]
+# The dispatcher's statements, one call each for a whole batch (see the module docstring).
+CLAIM_DUE = (
+    "SELECT json_group_array(json_array(event_id, attempts)) FROM ("
+    " SELECT event_id, attempts FROM deliveries WHERE destination = ? AND status = 'pending'"
+    " AND next_at <= ? AND lease_until <= ? ORDER BY next_at LIMIT ?)"
+)
+LEASE = (
+    "UPDATE deliveries SET lease_until = ?"
+    " WHERE destination = ? AND event_id IN (SELECT value FROM json_each(?))"
+)
+CLAIMED_EVENTS = (
+    "SELECT json_group_array(json_array(event_id, CAST(body AS TEXT), ip)) FROM events"
+    " WHERE event_id IN (SELECT value FROM json_each(?))"
+)
+# A delivery cancelled while in flight (consent withdrawn) may still end as sent or dead,
+# but is never queued again. Rows: [[event_id, status, reason, attempts, next_at], ...]
+SETTLE = (
+    "UPDATE deliveries SET status = s.value->>1, reason = s.value->>2,"
+    " attempts = s.value->>3, next_at = s.value->>4, lease_until = 0, updated_at = ?1"
+    " FROM json_each(?3) AS s"
+    " WHERE deliveries.destination = ?2 AND deliveries.event_id = s.value->>0"
+    " AND (deliveries.status = 'pending'"
+    " OR (deliveries.status = 'cancelled' AND s.value->>1 != 'pending'))"
+)
+_json = msgspec.json.Encoder()
+_ids = msgspec.json.Decoder(list[str])
+_due = msgspec.json.Decoder(list[tuple[str, int]])
+_claimed = msgspec.json.Decoder(list[tuple[str, str, str | None]])
 
 
-class SQLiteStore:
+class _Job:
+    """One operation waiting for a commit, and the future its caller awaits.
+
+    ``run`` and ``fail`` happen on the writer thread, ``resolve`` back on the loop
+    (futures are not thread-safe).
+    """
+
+    __slots__ = ("fn", "future", "result", "error")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any]):
+        self.fn = fn
+        self.future = future
+        self.result: Any = None
+        self.error: Exception | None = None
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        self.result = self.fn(conn)
+
+    def split(self) -> list[_Job | _Appends]:
+        return [self]
+
+    def fail(self, error: Exception) -> None:
+        self.error = error
+
+    def resolve(self) -> None:
+        if self.future.done():  # the waiting request went away; the work is done anyway
+            return
+        if self.error is not None:
+            self.future.set_exception(self.error)
+        else:
+            self.future.set_result(self.result)
+
+
+class _Append:
+    """One ``append`` call: its events, as rows and as JSON, and the future awaiting them."""
+
+    __slots__ = ("ids", "rows", "events", "deliveries", "future")
+
+    def __init__(
+        self,
+        items: Sequence[tuple[StoredEvent, Sequence[Decision]]],
+        future: asyncio.Future[list[bool]],
+    ) -> None:
+        self.ids: list[str] = []
+        self.rows: list[EventRow] = []
+        events, deliveries = [], []
+        for event, decisions in items:
+            body, visitor, ip = _stored_row(event, decisions)
+            event_id, at = event.event_id, event.received_at
+            self.ids.append(event_id)
+            self.rows.append(((event_id, at, body, visitor, ip), decisions))
+            events.append((event_id, at, body.decode(), visitor, ip))
+            deliveries += [(d.destination, event_id, d.status, d.reason, at) for d in decisions]
+        # "[...]" without its brackets: a group joins its appends' arrays with commas
+        self.events = _json.encode(events)[1:-1].decode()
+        self.deliveries = _json.encode(deliveries)[1:-1].decode()
+        self.future = future
+
+
+class _Appends:
+    """The appends of one commit as one job: one statement per table for all their events.
+
+    One query first asks which events were stored before; in the common case none was and
+    both arrays go in as the loop built them. Otherwise only the new events go in (a
+    repeated event_id keeps its first version, routing included).
+    """
+
+    __slots__ = ("appends", "events", "deliveries", "count", "repeats", "new", "error")
+
+    def __init__(self, appends: list[_Append]) -> None:
+        self.appends = appends
+        self.events = "[" + ",".join(a.events for a in appends if a.events) + "]"
+        self.deliveries = "[" + ",".join(a.deliveries for a in appends if a.deliveries) + "]"
+        ids = [event_id for a in appends for event_id in a.ids]
+        self.count = len(ids)
+        self.repeats = len(set(ids)) != len(ids)  # the same event_id twice in this group
+        self.new: list[bool] = []
+        self.error: Exception | None = None
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        if not self.count:
+            return
+        stored = _ids.decode(conn.execute(STORED_BEFORE, (self.events,)).fetchone()[0])
+        if not stored and not self.repeats:
+            conn.execute(INSERT_EVENTS, (self.events,))
+            if self.deliveries != "[]":
+                conn.execute(INSERT_DELIVERIES, (self.deliveries,))
+            self.new = [True] * self.count
+            return
+        seen = set(stored)
+        new_flags, events, deliveries = [], [], []
+        for append in self.appends:
+            for (event_id, at, body, visitor, ip), decisions in append.rows:
+                new = event_id not in seen
+                seen.add(event_id)
+                new_flags.append(new)
+                if new:
+                    events.append((event_id, at, body.decode(), visitor, ip))
+                    deliveries += [
+                        (d.destination, event_id, d.status, d.reason, at) for d in decisions
+                    ]
+        if events:
+            conn.execute(INSERT_EVENTS, (_json.encode(events).decode(),))
+        if deliveries:
+            conn.execute(INSERT_DELIVERIES, (_json.encode(deliveries).decode(),))
+        self.new = new_flags
+
+    def split(self) -> list[_Job | _Appends]:
+        return [_Appends([append]) for append in self.appends]
+
+    def fail(self, error: Exception) -> None:
+        self.error = error
+
+    def resolve(self) -> None:
+        start = 0
+        for append in self.appends:
+            end = start + len(append.ids)
+            if not append.future.done():
+                if self.error is not None:
+                    append.future.set_exception(self.error)
+                else:
+                    append.future.set_result(self.new[start:end])
+            start = end
+
+
+class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
     def __init__(self, path: str | Path, *, durability: str = "full") -> None:
         self.path = str(path)
         self.durability = durability
         self._conn: sqlite3.Connection | None = None
-        self._jobs: list[Job] = []
+        self._jobs: list[_Job | _Append] = []
         self._flush_scheduled = False
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: asyncio.Future[None] | None = None  # the commit under way
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -85,158 +290,188 @@ class SQLiteStore:
             self._conn = self._connect()
         except sqlite3.Error as err:
             raise StoreError(f"cannot open the store at {self.path}: {err}") from None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capi-edge-store")
 
     async def close(self) -> None:
         if self._conn is None:
             return
-        while self._jobs:  # acknowledged work is committed before the file closes
-            self._flush()
+        # acknowledged work is committed before the file closes
+        while self._jobs or self._writing is not None:
+            if self._writing is None:
+                self._flush()
+            if self._writing is not None:
+                await asyncio.wait([self._writing])
+                await asyncio.sleep(0)  # let ``_written`` run
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         self._conn.close()
         self._conn = None
 
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None)
+        # used on the writer thread only, but opened and closed from the loop's
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit survives power loss; NORMAL: survives a process crash only.
         conn.execute(f"PRAGMA synchronous = {'FULL' if self.durability == 'full' else 'NORMAL'}")
+        _rekey_deliveries(conn)
         conn.executescript(SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+        for name, kind in CONSENT_COLUMNS:  # a store created before these columns existed
+            if name not in columns:
+                conn.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
+        conn.execute(CONSENT_INDEX)
         # We are the only process using this file, so leases left by a killed
         # predecessor are stale: release them so those events are sent again now.
         conn.execute("UPDATE deliveries SET lease_until = 0 WHERE lease_until > 0")
         return conn
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        jobs, self._jobs = self._jobs[:MAX_JOBS_PER_COMMIT], self._jobs[MAX_JOBS_PER_COMMIT:]
-        if self._jobs:
-            self._schedule()
-        if self._conn is None:
-            failure = StoreError("the store is closed")
-            for _, future in jobs:
-                if not future.done():
-                    future.set_exception(failure)
-            return
-        self._commit_group(self._conn, jobs)
-
     def _schedule(self) -> None:
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and self._writing is None:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    def _commit_group(self, conn: sqlite3.Connection, jobs: list[Job]) -> None:
+    def _flush(self) -> None:
+        """Hand the jobs gathered so far to the writer thread, unless it is busy."""
+        self._flush_scheduled = False
+        if self._writing is not None or not self._jobs:
+            return  # the commit under way calls again when it is done
+        queued, self._jobs = self._jobs[:MAX_JOBS_PER_COMMIT], self._jobs[MAX_JOBS_PER_COMMIT:]
+        appends = [job for job in queued if isinstance(job, _Append)]
+        group: list[_Job | _Appends] = [_Appends(appends)] if appends else []
+        group += [job for job in queued if isinstance(job, _Job)]
+        if self._conn is None or self._writer is None:
+            for job in group:
+                job.fail(StoreError("the store is closed"))
+                job.resolve()
+            return
+        loop = asyncio.get_running_loop()
+        self._writing = loop.run_in_executor(self._writer, self._commit_group, self._conn, group)
+        self._writing.add_done_callback(lambda done: self._written(group, done))
+
+    def _written(self, group: list[_Job | _Appends], done: asyncio.Future[None]) -> None:
+        self._writing = None
+        if done.cancelled() or done.exception() is not None:  # a bug, not a store failure
+            for job in group:
+                job.fail(StoreError("store operation failed; nothing was stored"))
+        for job in group:
+            job.resolve()
+        if self._jobs:
+            self._schedule()
+
+    def _commit_group(self, conn: sqlite3.Connection, jobs: Sequence[_Job | _Appends]) -> None:
         """Run every job in one transaction; if one fails, redo them one by one.
 
-        The common case costs one BEGIN and one COMMIT for the whole group. A failing job
-        (rare: a constraint or a full disk) rolls the group back and each job is retried in
-        its own transaction, so one bad job cannot fail its neighbours.
+        On the writer thread. The common case costs one BEGIN and one COMMIT for the whole
+        group. A failing job (rare: a constraint or a full disk) rolls the group back and
+        each job (each append of a batch) is retried in its own transaction, so one bad job
+        cannot fail its neighbours.
         """
         try:
             conn.execute("BEGIN IMMEDIATE")
-            results = [fn(conn) for fn, _ in jobs]
+            for job in jobs:
+                job.run(conn)
             conn.execute("COMMIT")
         except Exception:  # noqa: BLE001 - any failure: fall back to one job at a time
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            if len(jobs) > 1:
-                for job in jobs:
+            alone = [part for job in jobs for part in job.split()]
+            if len(alone) > 1:
+                for job in alone:
                     self._commit_group(conn, [job])
                 return
-            _, future = jobs[0]
-            if not future.done():
-                future.set_exception(StoreError("store operation failed; nothing was stored"))
-            return
-        for (_, future), result in zip(jobs, results, strict=True):
-            if not future.done():  # the waiting request went away; the work is done anyway
-                future.set_result(result)
+            alone[0].fail(StoreError("store operation failed; nothing was stored"))
 
     async def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
             raise StoreError("the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._jobs.append((fn, future))
+        self._jobs.append(_Job(fn, future))
         self._schedule()
         return await future
 
     # -- operations ------------------------------------------------------------------------
 
     async def append(self, items: Sequence[tuple[StoredEvent, Sequence[Decision]]]) -> list[bool]:
-        rows = [(event, encode_stored(event), decisions) for event, decisions in items]
-
-        def run(conn: sqlite3.Connection) -> list[bool]:
-            inserted = []
-            for event, body, decisions in rows:
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO events (event_id, received_at, body) VALUES (?, ?, ?)",
-                    (event.event_id, event.received_at, body),
-                )
-                new = cur.rowcount == 1
-                inserted.append(new)
-                if new and decisions:
-                    conn.executemany(
-                        "INSERT INTO deliveries (destination, event_id, status, reason,"
-                        " next_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            (
-                                d.destination,
-                                event.event_id,
-                                d.status,
-                                d.reason,
-                                event.received_at,
-                                event.received_at,
-                                event.received_at,
-                            )
-                            for d in decisions
-                        ],
-                    )
-            return inserted
-
-        return await self._submit(run)
+        if self._conn is None:
+            raise StoreError("the store is not open")
+        append = _Append(items, asyncio.get_running_loop().create_future())
+        self._jobs.append(append)
+        self._schedule()
+        return await append.future
 
     async def claim(
         self, destination: str, limit: int, now: float, lease_seconds: float
     ) -> list[Claimed]:
-        def run(conn: sqlite3.Connection) -> list[tuple[bytes, int]]:
-            claimed = conn.execute(
-                "UPDATE deliveries SET lease_until = ? WHERE destination = ? AND event_id IN ("
-                " SELECT event_id FROM deliveries WHERE destination = ? AND status = 'pending'"
-                " AND next_at <= ? AND lease_until <= ? ORDER BY next_at LIMIT ?)"
-                " RETURNING event_id, attempts",
-                (now + lease_seconds, destination, destination, now, now, limit),
-            ).fetchall()
-            if not claimed:
-                return []
-            attempts = dict(claimed)
-            marks = ",".join("?" * len(attempts))
-            bodies = conn.execute(
-                f"SELECT event_id, body FROM events WHERE event_id IN ({marks})",  # noqa: S608
-                list(attempts),
-            ).fetchall()
-            return [(body, attempts[event_id]) for event_id, body in bodies]
+        def run(conn: sqlite3.Connection) -> tuple[list[tuple[str, int]], str]:
+            due = _due.decode(conn.execute(CLAIM_DUE, (destination, now, now, limit)).fetchone()[0])
+            if not due:
+                return [], "[]"
+            ids = _json.encode([event_id for event_id, _ in due]).decode()
+            conn.execute(LEASE, (now + lease_seconds, destination, ids))
+            return due, conn.execute(CLAIMED_EVENTS, (ids,)).fetchone()[0]
 
-        rows = await self._submit(run)
-        claimed = [Claimed(decode_stored(body), attempts) for body, attempts in rows]
+        due, rows = await self._submit(run)
+        attempts = dict(due)
+        claimed = [
+            Claimed(_with_ip(decode_stored(body), ip), attempts[event_id])
+            for event_id, body, ip in _claimed.decode(rows)
+        ]
         claimed.sort(key=lambda c: (c.event.time, c.event.event_id))
         return claimed
 
     async def settle(self, destination: str, settlements: Sequence[Settlement]) -> None:
         if not settlements:
             return
+        latest = {s.event_id: s for s in settlements}  # one event settled twice: the last wins
+        rows = _json.encode(
+            [(s.event_id, s.status, s.reason, s.attempts, s.next_at) for s in latest.values()]
+        ).decode()
+        done = [s.event_id for s in latest.values() if s.status != "pending"]
 
         def run(conn: sqlite3.Connection) -> None:
-            stamp = _now()
-            conn.executemany(
-                "UPDATE deliveries SET status = ?, reason = ?, attempts = ?, next_at = ?,"
-                " lease_until = 0, updated_at = ? WHERE destination = ? AND event_id = ?",
-                [
-                    (s.status, s.reason, s.attempts, s.next_at, stamp, destination, s.event_id)
-                    for s in settlements
-                ],
-            )
+            conn.execute(SETTLE, (_now(), destination, rows))
+            if done:
+                _forget_ips(conn, done)
 
         await self._submit(run)
+
+    async def cancel_pending(
+        self, visitors: Sequence[str], destinations: Sequence[str], reason: str, now: float
+    ) -> int:
+        """Cancel the not-yet-sent deliveries of a visitor's events to these destinations."""
+        if not visitors or not destinations:
+            return 0
+        who, where = list(visitors), list(destinations)
+
+        def run(conn: sqlite3.Connection) -> int:
+            events = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT event_id FROM events WHERE visitor IN"  # noqa: S608
+                    f" ({','.join('?' * len(who))})",
+                    who,
+                )
+            ]
+            if not events:
+                return 0
+            cancelled = 0
+            for start in range(0, len(events), 500):
+                chunk = events[start : start + 500]
+                cur = conn.execute(
+                    "UPDATE deliveries SET status = 'cancelled', reason = ?, updated_at = ?"  # noqa: S608
+                    f" WHERE status = 'pending' AND destination IN ({','.join('?' * len(where))})"
+                    f" AND event_id IN ({','.join('?' * len(chunk))})",
+                    [reason, now, *where, *chunk],
+                )
+                cancelled += cur.rowcount
+                _forget_ips(conn, chunk)
+            return cancelled
+
+        return await self._submit(run)
 
     async def record_attempt(self, attempt: Attempt) -> None:
         def run(conn: sqlite3.Connection) -> None:
@@ -296,6 +531,84 @@ class SQLiteStore:
             return [Attempt(*row) for row in rows]
 
         return await self._submit(run)
+
+
+def _stored_row(
+    event: StoredEvent, decisions: Sequence[Decision]
+) -> tuple[bytes, str | None, str | None]:
+    """The body (never with the full IP), the visitor key and the IP column for an event."""
+    pending = any(d.status == "pending" for d in decisions)
+    ip = event.client.ip
+    if ip is not None:
+        event = msgspec.structs.replace(
+            event, client=msgspec.structs.replace(event.client, ip=None)
+        )
+    if not pending:
+        return encode_stored(event), None, None
+    return encode_stored(event), visitor_key(event.ids), ip
+
+
+def _rekey_deliveries(conn: sqlite3.Connection) -> None:
+    """Rebuild a deliveries table keyed (destination, event_id), as the first stores made it.
+
+    Rows keep their rowids (the dashboard reads arrival order from them), columns added
+    since are kept, and the table's other indexes are rebuilt, except the one by event_id
+    that the new key makes redundant.
+    """
+    key = next(
+        (
+            [row[2] for row in conn.execute(f"PRAGMA index_info({name})")]
+            for _, name, _, origin, _ in conn.execute("PRAGMA index_list(deliveries)")
+            if origin == "pk"
+        ),
+        None,
+    )
+    if key != ["destination", "event_id"]:
+        return
+    table = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
+    ).fetchone()[0]
+    if OLD_DELIVERIES_KEY not in table:  # not a table we made: leave it alone
+        return
+    indexes = [
+        sql
+        for name, sql in conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+            " AND tbl_name = 'deliveries' AND sql IS NOT NULL"
+        )
+        if name != "deliveries_by_event"
+    ]
+    columns = ", ".join(row[1] for row in conn.execute("PRAGMA table_info(deliveries)"))
+    rekeyed = table.replace(OLD_DELIVERIES_KEY, "PRIMARY KEY (event_id, destination)")
+    rekeyed = rekeyed.replace("deliveries", "deliveries_rekeyed", 1)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(rekeyed)
+        conn.execute(
+            f"INSERT INTO deliveries_rekeyed (rowid, {columns})"  # noqa: S608 - our own names
+            f" SELECT rowid, {columns} FROM deliveries ORDER BY rowid"
+        )
+        conn.execute("DROP TABLE deliveries")
+        conn.execute("ALTER TABLE deliveries_rekeyed RENAME TO deliveries")
+        for sql in indexes:
+            conn.execute(sql)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _with_ip(event: StoredEvent, ip: str | None) -> StoredEvent:
+    if ip is None:
+        return event
+    return msgspec.structs.replace(event, client=msgspec.structs.replace(event.client, ip=ip))
+
+
+def _forget_ips(conn: sqlite3.Connection, event_ids: Sequence[str]) -> None:
+    """Drop the full IP (and the visitor key) of events that have no pending delivery left."""
+    for start in range(0, len(event_ids), 500):
+        chunk = event_ids[start : start + 500]
+        conn.execute(FORGET_IPS.format(marks=",".join("?" * len(chunk))), chunk)
 
 
 def _now() -> float:
