@@ -127,22 +127,13 @@ SPEC = TagSpec(
 )
 
 
-def _hashed_list(values: Sequence[str | None]) -> list[str]:
-    seen: list[str] = []
-    for value in values:
-        digest = pii.hashed(value)
-        if digest and digest not in seen:
-            seen.append(digest)
-    return seen
-
-
 def user_data(event: StoredEvent, default_country: str | None) -> dict[str, Any]:
     user, ids, client = event.user, event.ids, event.client
     country = pii.country(user.country) if user.country else None
     region = (country or client.country or default_country or "").upper() or None
     fields: dict[str, Any] = {
-        "em": _hashed_list([pii.email(e) for e in user.emails()]),
-        "ph": _hashed_list([pii.phone_digits(p, region) for p in user.phones()]),
+        "em": pii.hashed_list([pii.email(e) for e in user.emails()]),
+        "ph": pii.hashed_list([pii.phone_digits(p, region) for p in user.phones()]),
         "fn": pii.hashed(pii.name(user.first_name)),
         "ln": pii.hashed(pii.name(user.last_name)),
         "db": pii.hashed(pii.date_of_birth(user.date_of_birth)),
@@ -151,7 +142,7 @@ def user_data(event: StoredEvent, default_country: str | None) -> dict[str, Any]
         "st": pii.hashed(pii.state(user.state)),
         "zp": pii.hashed(pii.zip_code(user.zip, country)),
         "country": pii.hashed(country),
-        "external_id": _hashed_list([pii.external_id(user.external_id)]),
+        "external_id": pii.hashed_list([pii.external_id(user.external_id)]),
         "client_ip_address": client.ip,
         "client_user_agent": client.user_agent,
         "fbc": ids.fbc,

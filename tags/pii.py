@@ -36,6 +36,7 @@ import functools
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterable
 from datetime import date
 
 import phonenumbers
@@ -123,6 +124,11 @@ def hashed(value: str | None) -> str | None:
     if is_hashed(value):
         return value.lower()
     return sha256(value)
+
+
+def hashed_list(values: Iterable[str | None]) -> list[str]:
+    """SHA-256 of each normalized value, empty ones dropped, duplicates once, order kept."""
+    return list(dict.fromkeys(h for h in (hashed(v) for v in values) if h))
 
 
 def _passthrough(normalize):  # type: ignore[no-untyped-def]

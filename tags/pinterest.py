@@ -138,10 +138,6 @@ SPEC = TagSpec(
 )
 
 
-def _hashed_list(values: Sequence[str | None]) -> list[str]:
-    return list(dict.fromkeys(h for h in (pii.hashed(v) for v in values) if h))
-
-
 def _gender(value: str | None) -> str | None:
     """m or f from pii; Pinterest also takes n for non-binary."""
     if value and "".join(ch for ch in value.lower() if ch.isalpha()) in NON_BINARY:
@@ -154,17 +150,17 @@ def user_data(event: StoredEvent, default_country: str | None) -> dict[str, Any]
     country = pii.country(user.country) if user.country else None
     region = (country or client.country or default_country or "").upper() or None
     fields: dict[str, Any] = {
-        "em": _hashed_list([pii.email(e) for e in user.emails()]),
-        "ph": _hashed_list([pii.phone_digits(p, region) for p in user.phones()]),
-        "fn": _hashed_list([pii.name(user.first_name)]),
-        "ln": _hashed_list([pii.name(user.last_name)]),
-        "ge": _hashed_list([_gender(user.gender)]),
-        "db": _hashed_list([pii.date_of_birth(user.date_of_birth)]),
-        "ct": _hashed_list([pii.city(user.city)]),
-        "st": _hashed_list([pii.state(user.state)]),
-        "zp": _hashed_list([pii.zip_code(user.zip, country)]),
-        "country": _hashed_list([country]),
-        "external_id": _hashed_list([pii.external_id(user.external_id)]),
+        "em": pii.hashed_list([pii.email(e) for e in user.emails()]),
+        "ph": pii.hashed_list([pii.phone_digits(p, region) for p in user.phones()]),
+        "fn": pii.hashed_list([pii.name(user.first_name)]),
+        "ln": pii.hashed_list([pii.name(user.last_name)]),
+        "ge": pii.hashed_list([_gender(user.gender)]),
+        "db": pii.hashed_list([pii.date_of_birth(user.date_of_birth)]),
+        "ct": pii.hashed_list([pii.city(user.city)]),
+        "st": pii.hashed_list([pii.state(user.state)]),
+        "zp": pii.hashed_list([pii.zip_code(user.zip, country)]),
+        "country": pii.hashed_list([country]),
+        "external_id": pii.hashed_list([pii.external_id(user.external_id)]),
         "client_ip_address": client.ip,
         "client_user_agent": client.user_agent,
         "click_id": event.ids.epik,

@@ -134,10 +134,6 @@ SPEC = TagSpec(
 )
 
 
-def _hashed_list(values: Sequence[str | None]) -> list[str]:
-    return list(dict.fromkeys(h for h in (pii.hashed(v) for v in values) if h))
-
-
 def _text(value: float | int) -> str:
     """A number as Snap's string fields want it: ``19.9`` → ``"19.9"``, ``2`` → ``"2"``."""
     return format(value, ".6f").rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
@@ -148,8 +144,8 @@ def user_data(event: StoredEvent, default_country: str | None) -> dict[str, Any]
     country = pii.country(user.country) if user.country else None
     region = (country or client.country or default_country or "").upper() or None
     fields: dict[str, Any] = {
-        "em": _hashed_list([pii.email(e) for e in user.emails()]),
-        "ph": _hashed_list([pii.phone_digits(p, region) for p in user.phones()]),
+        "em": pii.hashed_list([pii.email(e) for e in user.emails()]),
+        "ph": pii.hashed_list([pii.phone_digits(p, region) for p in user.phones()]),
         "fn": pii.hashed(pii.name(user.first_name)),
         "ln": pii.hashed(pii.name(user.last_name)),
         "ge": pii.hashed(pii.gender(user.gender)),

@@ -134,9 +134,9 @@ def user(event: StoredEvent, default_country: str | None) -> dict[str, Any]:
     country = pii.country(person.country) if person.country else None
     region = (country or client.country or default_country or "").upper() or None
     fields: dict[str, Any] = {
-        "email": _hashed_list([pii.email(e) for e in person.emails()]),
-        "phone": _hashed_list([pii.phone_e164(p, region) for p in person.phones()]),
-        "external_id": _hashed_list([pii.external_id(person.external_id)]),
+        "email": pii.hashed_list([pii.email(e) for e in person.emails()]),
+        "phone": pii.hashed_list([pii.phone_e164(p, region) for p in person.phones()]),
+        "external_id": pii.hashed_list([pii.external_id(person.external_id)]),
         "first_name": pii.hashed(pii.name(person.first_name)),
         "last_name": pii.hashed(pii.name(person.last_name)),
         "zip_code": pii.hashed(pii.zip_code(person.zip, country)),
@@ -149,10 +149,6 @@ def user(event: StoredEvent, default_country: str | None) -> dict[str, Any]:
         "user_agent": client.user_agent,
     }
     return {k: v for k, v in fields.items() if v}
-
-
-def _hashed_list(values: Sequence[str | None]) -> list[str]:
-    return list(dict.fromkeys(h for h in (pii.hashed(v) for v in values) if h))
 
 
 def properties(event: StoredEvent) -> dict[str, Any]:
