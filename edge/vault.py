@@ -16,7 +16,8 @@ rather than forget the connected destinations.
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
+import hmac
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -131,9 +132,6 @@ class Vault:
 
     def session_secret(self, context: bytes) -> bytes:
         """A secret for signing derived from the primary key (never the key itself)."""
-        import hashlib
-        import hmac
-
         return hmac.new(self.keys[0], b"capi-edge/" + context, hashlib.sha256).digest()
 
 
@@ -142,8 +140,3 @@ def data_dir_for(database: Path) -> Path | None:
     if str(database) == ":memory:":
         return None
     return database.parent
-
-
-def remove_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+import time
 
 EXIT_USAGE = 2
 
@@ -62,8 +63,6 @@ def _rotate(args: argparse.Namespace) -> int:
             fresh = {name: rotated.reencrypt(blob) for name, blob in blobs.items()}
             if rotated.key_file is not None:  # the new key is safe on disk before it is used
                 write_key_file(rotated.key_file, rotated.keys)
-            import time
-
             await store.replace_config_blobs(fresh, time.time())
             return len(fresh)
         finally:

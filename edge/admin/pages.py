@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -15,10 +16,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from edge.admin.passwords import verify_password
 from edge.enrich import client_ip
 from edge.schema import STANDARD_EVENTS
-from edge.store.admin import AdminStore
 from tags import PLATFORMS, TAGS
 
 from . import replay, status
+from .registry import RegistryError
 from .security import is_signed_in
 from .web import base, done, flash, read_form, redirect, render, session, wants_json
 
@@ -36,10 +37,6 @@ STREAM_KEEPALIVE_SECONDS = 10.0
 def admin_of(request: Request) -> Admin:
     found: Admin = request.app.state.admin
     return found
-
-
-def _store(admin: Admin) -> AdminStore:
-    return admin.store
 
 
 # -- sign-in -------------------------------------------------------------------------------
@@ -105,7 +102,7 @@ async def logout(request: Request) -> Response:
 
 async def cards(admin: Admin) -> list[dict[str, Any]]:
     now = admin.clock()
-    store = _store(admin)
+    store = admin.store
     counts = await store.delivery_counts_since(now - status.COUNTS_WINDOW_SECONDS)
     states = admin.dispatcher.states()
     registry = admin.registry
@@ -267,8 +264,6 @@ async def save_settings(request: Request) -> Response:
         table["rules"] = rules
     if overrides:
         table["events"] = overrides
-    from .registry import RegistryError
-
     try:
         await admin.registry.save(name, table)
     except RegistryError as err:
@@ -287,8 +282,6 @@ async def set_enabled(request: Request) -> Response:
     table.pop("enabled", None)
     if not on:
         table["enabled"] = False
-    from .registry import RegistryError
-
     try:
         await admin.registry.save(name, table)
     except RegistryError as err:
@@ -399,7 +392,7 @@ async def debug_stream(request: Request) -> Response:
 
 async def quality_page(request: Request) -> Response:
     admin = admin_of(request)
-    store = _store(admin)
+    store = admin.store
     rows = []
     for name in [n for n in PLATFORMS if n in admin.registry.active]:
         dest = admin.registry.active[name]
@@ -425,7 +418,7 @@ async def dead_letters(request: Request) -> Response:
         page = max(0, int(request.query_params.get("page", "0")))
     except ValueError:
         page = 0
-    letters, total = await _store(admin).dead_letters(
+    letters, total = await admin.store.dead_letters(
         destination_filter, reason, DEAD_PAGE_SIZE, page * DEAD_PAGE_SIZE
     )
     return render(
@@ -452,7 +445,7 @@ async def replay_dead(request: Request) -> Response:
         reason = str(posted.get("reason") or "").strip() or None
         names = [destination_filter] if destination_filter in TAGS else list(PLATFORMS)
         for name in names:
-            ids = await _store(admin).dead_ids(name, reason, REPLAY_ALL_LIMIT)
+            ids = await admin.store.dead_ids(name, reason, REPLAY_ALL_LIMIT)
             if ids:
                 selected[name] = ids
     else:
@@ -465,8 +458,6 @@ async def replay_dead(request: Request) -> Response:
         outcome.merge(await replay.replay(admin, name, ids))
     query = ""
     if posted.get("destination") or posted.get("reason"):
-        from urllib.parse import urlencode
-
         query = "?" + urlencode(
             {"destination": posted.get("destination") or "", "reason": posted.get("reason") or ""}
         )

@@ -61,7 +61,7 @@ async def replay(admin: Admin, name: str, event_ids: Sequence[str]) -> Outcome:
         if now - event.time > window:
             outcome.refused[f"older than {spec.title}'s freshness window"] += 1
             continue
-        reason = skip_reason(event, dest, admin.settings.consent_default)
+        reason = skip_reason(event, dest, admin.settings.consent)  # as collect routes
         if reason is not None:
             outcome.refused[reason] += 1
             continue

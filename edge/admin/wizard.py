@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from edge.settings import resolve_secret
+from edge.settings import _Problems, resolve_secret
 from tags import TAGS
 from tags.base import TagSpec
 
@@ -104,8 +104,6 @@ def field_problem(admin: Admin, spec: TagSpec, name: str, value: str) -> str | N
         return f"{title} is too long"
     resolved: str | None = value
     if value.startswith(("env:", "file:", "literal:")):
-        from edge.settings import _Problems
-
         problems = _Problems()
         resolved = resolve_secret(value, name, problems, admin.settings.base)
         if problems.lines:
