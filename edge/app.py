@@ -26,7 +26,7 @@ from edge.store.sqlite import SQLiteStore
 
 log = logging.getLogger("capi_edge")
 
-HIT_PATHS = ("/collect", "/v1/events")
+HIT_PATHS = ("/collect", "/consent", "/v1/events")
 
 
 async def request_error(request: Request, exc: Exception) -> Response:
@@ -87,6 +87,7 @@ def create_app(
     routes: list[BaseRoute] = [
         Route("/loader.js", loader.serve, methods=["GET", "HEAD"]),
         Route("/collect", collector.collect, methods=["POST"]),
+        Route("/consent", collector.consent_update, methods=["POST"]),
         Route("/v1/events", collector.server_events, methods=["POST"]),
         Route("/v1/events/{event_id}", collector.event_status, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),

@@ -100,6 +100,35 @@ class Collector:
     # -- endpoints ---------------------------------------------------------------------
 
     async def collect(self, request: Request) -> Response:
+        events, visitor = await self._browser_hit(request)
+        stored, cookies, visitors = self._prepare(events, "browser", visitor)
+        event_ids = await self._append(stored, visitors)
+        response = JSONResponse({"event_ids": event_ids})
+        for cookie in cookies:
+            response.headers.append("set-cookie", cookie.header())
+        response.headers["cache-control"] = "no-store"
+        return response
+
+    async def consent_update(self, request: Request) -> Response:
+        """The banner's answer, without an event: cookies now, withdrawal now, nothing stored.
+
+        A visitor who lands with a click ID, grants consent and leaves would otherwise never
+        have the click ID kept; one who refuses would keep queued deliveries until a later
+        hit. The loader posts the same body as a hit (its event name is ignored).
+        """
+        events, visitor = await self._browser_hit(request)
+        stored, cookies, visitors = self._prepare(events[:1], "browser", visitor)
+        items = [(e, route(e, self.destinations, self.settings.consent)) for e in stored]
+        now = self.clock()
+        for keys, refused in _withdrawals(items, visitors).items():
+            await self.store.cancel_pending(keys, sorted(refused), REASON_WITHDRAWN, now)
+        response = Response(status_code=204, headers={"cache-control": "no-store"})
+        for cookie in cookies:
+            response.headers.append("set-cookie", cookie.header())
+        return response
+
+    async def _browser_hit(self, request: Request) -> tuple[list[EventIn], Visitor]:
+        """Origin check, body, and what the request itself says about the browser."""
         origin = request.headers.get("origin")
         if origin and not origin_allowed(origin, self.settings.domains):
             raise OriginNotAllowed("this origin is not listed in site.domains")
@@ -122,13 +151,7 @@ class Collector:
             user_agent=request.headers.get("user-agent"),
             gpc=request.headers.get("sec-gpc") == "1",
         )
-        stored, cookies, visitors = self._prepare(events, "browser", visitor)
-        event_ids = await self._append(stored, visitors)
-        response = JSONResponse({"event_ids": event_ids})
-        for cookie in cookies:
-            response.headers.append("set-cookie", cookie.header())
-        response.headers["cache-control"] = "no-store"
-        return response
+        return events, visitor
 
     async def server_events(self, request: Request) -> Response:
         self.authorize(request)

@@ -65,10 +65,6 @@ def skip_reason(
     spec = dest.spec
     if event.client.is_bot:
         return REASON_BOT
-    # -- dashboard routing rules (edge/rules.py): "filtered by rule: ..." --
-    filtered = rule_problem(event, dest.rules)
-    if filtered:
-        return filtered
     problem = consent_problem(
         event,
         dest.consent,
@@ -81,6 +77,11 @@ def skip_reason(
     )
     if problem:
         return problem
+    # Rules after consent: a refusal must be seen (and withdraw) whatever the rules say.
+    # -- dashboard routing rules (edge/rules.py): "filtered by rule: ..." --
+    filtered = rule_problem(event, dest.rules)
+    if filtered:
+        return filtered
     if dest.destination.platform_event(spec, event.event) is None:
         return f"unmapped event: {event.event}"
     platform_rule = getattr(dest.tag, "skip_reason", None)

@@ -9,6 +9,8 @@
   var tcString;
   var user = {};
   var lastUrl;
+  var lastState; // the consent the edge last heard, so a change is posted once
+  var started;
 
   function safe(fn) {
     return function () {
@@ -52,6 +54,7 @@
     var push = dl.push;
     dl.push = function () {
       for (var j = 0; j < arguments.length; j++) safe(readConsent)(arguments[j]);
+      safe(consentChanged)();
       return push.apply(dl, arguments);
     };
   }
@@ -62,6 +65,7 @@
     if (typeof w.__tcfapi !== "function") return;
     w.__tcfapi("addEventListener", 2, safe(function (data, ok) {
       if (ok && data && data.tcString && data.eventStatus !== "cmpuishown") tcString = data.tcString;
+      consentChanged();
     }));
   }
 
@@ -69,12 +73,31 @@
     return w.navigator.globalPrivacyControl === true;
   }
 
-  function send(body) {
+  function state() {
+    return JSON.stringify([consent, tcString, gpc()]);
+  }
+
+  // The banner's answer reaches the edge at once, without an event: a grant keeps the
+  // landing page's click IDs as cookies, a refusal cancels what is still queued.
+  function consentChanged() {
+    if (!started || state() === lastState) return;
+    lastState = state();
+    send({
+      event: "consent_update",
+      page: { url: w.location.href },
+      consent: copy(consent),
+      gpc: gpc() || undefined,
+      tcf: tcString
+    }, endpoint.replace(/collect$/, "consent"));
+  }
+
+  function send(body, url) {
     var json = JSON.stringify(body);
     var nav = w.navigator;
-    if (nav.sendBeacon && nav.sendBeacon(endpoint, json)) return;
+    url = url || endpoint;
+    if (nav.sendBeacon && nav.sendBeacon(url, json)) return;
     if (w.fetch) {
-      w.fetch(endpoint, {
+      w.fetch(url, {
         method: "POST", body: json, keepalive: true, credentials: "include",
         headers: { "content-type": "text/plain" }
       })["catch"](function () {});
@@ -127,6 +150,7 @@
     var who = copy(user, opts.user);
     for (var k in who) { body.user = who; break; }
     for (var m in data) { body.data = data; break; }
+    lastState = state();
     send(body);
     return id;
   }
@@ -134,7 +158,10 @@
   var api = safe(function (cmd, a, b, c) {
     if (cmd === "track") return track(a, b, c);
     if (cmd === "identify") user = copy(user, a);
-    if (cmd === "consent") readConsent(["consent", "update", a]);
+    if (cmd === "consent") {
+      readConsent(["consent", "update", a]);
+      consentChanged();
+    }
   });
 
   function pageView() {
@@ -163,5 +190,6 @@
     // Calls made before the script arrived, with the ids the stub already returned.
     for (var i = 0; i < queued.length; i++) api.apply(null, queued[i]);
     pageView();
+    started = true;
   })();
 })(window, document);

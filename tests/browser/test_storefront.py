@@ -134,6 +134,17 @@ def test_a_purchase_reaches_the_platforms_with_the_event_id_the_pixels_got(shop:
     )
 
 
+def test_consent_alone_keeps_the_landing_click_ids(shop: Shop) -> None:
+    """A visitor who lands from an ad, accepts and leaves: the click IDs are still kept."""
+    shop.open(f"/?fbclid={FBCLID}&ttclid={TTCLID}&gclid={GCLID}")
+    assert shop.cookies() == {}
+    accept(shop)  # no event follows: the loader posts the banner's answer to /consent
+    expected = {"_fbc", "_fbp", "ttclid", "_ttp", "_gcl_aw"}
+    shop.wait(lambda: expected <= set(shop.cookies()), "the click-ID cookies after consent")
+    assert shop.cookies()["_fbc"]["value"].endswith(f".{FBCLID}")
+    assert shop.cookies()["ttclid"]["value"] == TTCLID
+
+
 def test_nothing_reaches_an_ad_platform_before_consent(shop: Shop) -> None:
     page_view = shop.open()
     shop.page.click("#add")
