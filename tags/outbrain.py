@@ -45,11 +45,12 @@ from .base import (
     Verdict,
     generic_http_verdict,
 )
+from .postback import NO_CLICK_ID, build_postbacks
 
 PIXEL_PATH = "/unifiedPixel"
 EVENTS_PER_REQUEST = 1
 FRESHNESS_SECONDS = 7 * DAY
-NO_CLICK_ID = "no click id"
+
 
 SPEC = TagSpec(
     name="outbrain",
@@ -112,17 +113,9 @@ def params(event: StoredEvent, name: str) -> dict[str, str]:
 
 
 def build(events: Sequence[StoredEvent], destination: Destination) -> list[Built]:
-    url = destination.base_url + PIXEL_PATH
-    built = []
-    for event in events:
-        name = destination.platform_event(SPEC, event.event)
-        if name is None or not event.ids.ob_click_id:
-            reason = NO_CLICK_ID if name else f"event {event.event} is not mapped"
-            built.append(Built(None, (), {event.event_id: reason}))
-            continue
-        request = PlatformRequest("GET", url, params=params(event, name))
-        built.append(Built(request, (event.event_id,)))
-    return built
+    return build_postbacks(
+        events, destination, SPEC, PIXEL_PATH, lambda e: e.ids.ob_click_id, params
+    )
 
 
 def classify(response: PlatformResponse, event_ids: Sequence[str]) -> Verdict:

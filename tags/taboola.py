@@ -49,12 +49,13 @@ from .base import (
     Verdict,
     generic_http_verdict,
 )
+from .postback import NO_CLICK_ID, build_postbacks
 
 POSTBACK_PATH = "/actions-handler/log/3/s2s-action"
 EVENTS_PER_REQUEST = 1
 FRESHNESS_SECONDS = 7 * DAY
 PROBE_EVENT = "capi_edge_connection_test"
-NO_CLICK_ID = "no click id"
+
 
 SPEC = TagSpec(
     name="taboola",
@@ -126,17 +127,7 @@ def params(event: StoredEvent, name: str) -> dict[str, str]:
 
 
 def build(events: Sequence[StoredEvent], destination: Destination) -> list[Built]:
-    url = destination.base_url + POSTBACK_PATH
-    built = []
-    for event in events:
-        name = destination.platform_event(SPEC, event.event)
-        if name is None or not event.ids.tblci:
-            reason = NO_CLICK_ID if name else f"event {event.event} is not mapped"
-            built.append(Built(None, (), {event.event_id: reason}))
-            continue
-        request = PlatformRequest("GET", url, params=params(event, name))
-        built.append(Built(request, (event.event_id,)))
-    return built
+    return build_postbacks(events, destination, SPEC, POSTBACK_PATH, lambda e: e.ids.tblci, params)
 
 
 def classify(response: PlatformResponse, event_ids: Sequence[str]) -> Verdict:
