@@ -135,6 +135,7 @@ class Load:
     latencies: list[float] = field(default_factory=list)
     errors: list[int] = field(default_factory=list)
     last_event_id: str = ""
+    elapsed: float = 0.0
 
 
 class Connection(asyncio.Protocol):
@@ -192,13 +193,13 @@ async def drive(port: int, requests: int, concurrency: int) -> Load:
     for _ in range(concurrency):
         _, protocol = await loop.create_connection(lambda: Connection(load), HOST, port)
         connections.append(protocol)
-    load.started = time.perf_counter()  # type: ignore[attr-defined]
+    started = time.perf_counter()
     for connection in connections:
         connection.send_next()
     try:
         await asyncio.wait_for(load.done, MAX_SECONDS_PER_RUN)
     finally:
-        load.elapsed = time.perf_counter() - load.started  # type: ignore[attr-defined]
+        load.elapsed = time.perf_counter() - started
         for connection in connections:
             if connection.transport is not None:
                 connection.transport.close()
@@ -283,7 +284,7 @@ def run(coroutine: Any) -> Any:
 def measure(server: Server, requests: int, concurrency: int) -> dict[str, float]:
     cpu, client_cpu = server.cpu_seconds(), time.process_time()
     load = run(drive(server.port, requests, concurrency))
-    elapsed = load.elapsed  # type: ignore[attr-defined]
+    elapsed = load.elapsed
     result = {
         "rps": requests / elapsed,
         "p50_ms": statistics.median(load.latencies) * 1000,

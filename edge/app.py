@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from edge.collect import Collector
 from edge.dispatcher import Dispatcher
 from edge.errors import RequestError, StoreError
+from edge.hits import STORE_UNAVAILABLE, HitRoutes, error_response
 from edge.loader import LoaderScript
 from edge.middleware import BodyLimitMiddleware, CORSMiddleware, RateLimitMiddleware
 from edge.settings import Settings
@@ -29,18 +30,15 @@ log = logging.getLogger("capi_edge")
 HIT_PATHS = ("/collect", "/consent", "/v1/events")
 
 
+# The same answers as the hit endpoints' own (edge.hits), for every other route.
 async def request_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestError)
-    return JSONResponse(exc.as_json(), status_code=exc.status_code)
+    return error_response(exc)  # type: ignore[return-value]  # a plain ASGI response
 
 
 async def store_error(request: Request, exc: Exception) -> Response:
     log.error("store unavailable: %s", exc)
-    return JSONResponse(
-        {"error": "unavailable", "message": "the event store is unavailable; nothing was stored"},
-        status_code=503,
-        headers={"retry-after": "5"},
-    )
+    return STORE_UNAVAILABLE  # type: ignore[return-value]
 
 
 def create_app(
@@ -109,6 +107,13 @@ def create_app(
                 burst=burst,
             )
         )
+    # innermost: a hit's POST goes from the limits straight to its endpoint (edge.hits)
+    hits = {
+        "/collect": collector.collect,
+        "/consent": collector.consent_update,
+        "/v1/events": collector.server_events,
+    }
+    middleware.append(Middleware(HitRoutes, endpoints=hits))
     app = Starlette(
         routes=routes,
         middleware=middleware,

@@ -13,9 +13,6 @@ from edge.errors import ConfigError
 EXIT_CONFIG = 2
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-# The store's writer thread takes the GIL back after each SQLite call; CPython's default
-# 5 ms switch interval would have it wait that long for the busy event loop every time.
-GIL_SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 def serve_app(app: Any, *, host: str, port: int, log_level: str, access_log: bool) -> None:
@@ -27,7 +24,6 @@ def serve_app(app: Any, *, host: str, port: int, log_level: str, access_log: boo
 
     from edge.dispatcher import STOP_GRACE_SECONDS
 
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     uvicorn.run(
         app,
         host=host,

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -23,6 +24,7 @@ from edge.consent import REASON_WITHDRAWN, may_write_ad_cookies, refuses_ad_cook
 from edge.enrich import client_ip, is_bot, truncate_ip
 from edge.errors import InvalidEvent, NotFound, OriginNotAllowed, Unauthorized, UnsupportedMedia
 from edge.geo import open_geo
+from edge.hits import NO_STORE, HitRequest, HitResponse, json_response, set_cookies
 from edge.identity import Identifier, SetCookie, identify, merge
 from edge.routing import api_status, route, withdrawn
 from edge.schema import (
@@ -42,6 +44,7 @@ from edge.settings import DestinationSettings, Settings, secret_key
 from edge.store import Decision, Store
 
 ACCEPTED_MEDIA_TYPES = ("application/json", "text/plain", "")
+ORIGIN_CACHE_SIZE = 256
 SERVER_ONLY_FIELDS = ("ids", "ip", "user_agent")
 HitObserver = Callable[[Sequence[tuple[StoredEvent, Sequence[Decision]]], Sequence[bool]], None]
 log = logging.getLogger("capi_edge.collect")
@@ -58,6 +61,7 @@ class Visitor:
     gpc: bool
 
 
+@lru_cache(maxsize=ORIGIN_CACHE_SIZE)  # a site's hits come from a handful of origins
 def origin_allowed(origin: str, domains: Sequence[str]) -> bool:
     host = (urlsplit(origin).hostname or "").lower()
     return any(host == d or host.endswith("." + d) for d in domains)
@@ -71,7 +75,7 @@ def request_host(header: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-def media_type(request: Request) -> str:
+def media_type(request: Request | HitRequest) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
@@ -99,17 +103,19 @@ class Collector:
 
     # -- endpoints ---------------------------------------------------------------------
 
-    async def collect(self, request: Request) -> Response:
+    # The hit endpoints take Starlette's Request or the leaner HitRequest (edge.hits) and
+    # answer with a HitResponse, a plain ASGI response either way.
+
+    async def collect(self, request: Request | HitRequest) -> HitResponse:
         events, visitor = await self._browser_hit(request)
         stored, cookies, visitors = self._prepare(events, "browser", visitor)
         event_ids = await self._append(stored, visitors)
-        response = JSONResponse({"event_ids": event_ids})
-        for cookie in cookies:
-            response.headers.append("set-cookie", cookie.header())
-        response.headers["cache-control"] = "no-store"
-        return response
+        return json_response(
+            {"event_ids": event_ids},
+            headers=[*set_cookies([cookie.header() for cookie in cookies]), NO_STORE],
+        )
 
-    async def consent_update(self, request: Request) -> Response:
+    async def consent_update(self, request: Request | HitRequest) -> HitResponse:
         """The banner's answer, without an event: cookies now, withdrawal now, nothing stored.
 
         A visitor who lands with a click ID, grants consent and leaves would otherwise never
@@ -122,12 +128,11 @@ class Collector:
         now = self.clock()
         for keys, refused in _withdrawals(items, visitors).items():
             await self.store.cancel_pending(keys, sorted(refused), REASON_WITHDRAWN, now)
-        response = Response(status_code=204, headers={"cache-control": "no-store"})
-        for cookie in cookies:
-            response.headers.append("set-cookie", cookie.header())
-        return response
+        return HitResponse(
+            204, headers=[NO_STORE, *set_cookies([cookie.header() for cookie in cookies])]
+        )
 
-    async def _browser_hit(self, request: Request) -> tuple[list[EventIn], Visitor]:
+    async def _browser_hit(self, request: Request | HitRequest) -> tuple[list[EventIn], Visitor]:
         """Origin check, body, and what the request itself says about the browser."""
         origin = request.headers.get("origin")
         if origin and not origin_allowed(origin, self.settings.domains):
@@ -153,12 +158,12 @@ class Collector:
         )
         return events, visitor
 
-    async def server_events(self, request: Request) -> Response:
+    async def server_events(self, request: Request | HitRequest) -> HitResponse:
         self.authorize(request)
         events = await self._read(request)
         stored, _, visitors = self._prepare(events, "server", None)
         event_ids = await self._append(stored, visitors)
-        return JSONResponse({"event_ids": event_ids})
+        return json_response({"event_ids": event_ids})
 
     async def event_status(self, request: Request) -> Response:
         self.authorize(request)
@@ -183,7 +188,7 @@ class Collector:
 
     # -- steps -------------------------------------------------------------------------
 
-    def authorize(self, request: Request) -> None:
+    def authorize(self, request: Request | HitRequest) -> None:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
@@ -196,7 +201,7 @@ class Collector:
         if not matched:
             raise Unauthorized("the API key is not valid")
 
-    async def _read(self, request: Request) -> list[EventIn]:
+    async def _read(self, request: Request | HitRequest) -> list[EventIn]:
         if media_type(request) not in ACCEPTED_MEDIA_TYPES:
             raise UnsupportedMedia("send JSON as application/json or text/plain")
         body = await request.body()

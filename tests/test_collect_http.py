@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
@@ -11,7 +12,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from edge.app import create_app
+from edge.errors import StoreError
 from edge.middleware import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware, RateLimitMiddleware
+from edge.store.sqlite import SQLiteStore
 
 EVENT = {"event": "add_to_cart", "data": {"value": 3, "currency": "USD"}}
 
@@ -197,3 +201,41 @@ def test_loader_is_served_compressed_with_etag_and_caching(make_edge):
     assert "content-encoding" not in raw.headers
     assert answer.content == raw.content  # httpx decoded the gzip body
     assert b"sendBeacon" in raw.content
+
+
+def _failing_store(path: Path) -> SQLiteStore:
+    class Failing(SQLiteStore):
+        async def append(self, items):  # noqa: ANN001, ANN202
+            raise StoreError("disk full")
+
+    return Failing(path)
+
+
+@pytest.mark.parametrize("root_path", ["", "/_e"])  # the lean path, and Starlette's routing
+def test_hits_answer_alike_either_way(make_settings, platforms, tmp_path, root_path):
+    settings = make_settings()
+    app = create_app(settings, transport=platforms.transport(), rate_limit=False)
+    with TestClient(app, base_url="https://t.shop.example", root_path=root_path) as client:
+        origin = {"origin": "https://shop.example"}
+        granted = {"ad_storage": "granted", "ad_user_data": "granted"}
+        hit = client.post(
+            "/collect",
+            json=EVENT | {"page": {"url": "https://shop.example/?fbclid=x1"}, "consent": granted},
+            headers=origin,
+        )
+        assert hit.status_code == 200
+        assert hit.headers["content-type"] == "application/json"
+        assert hit.headers["cache-control"] == "no-store"
+        assert hit.headers["access-control-allow-origin"] == "https://shop.example"
+        assert int(hit.headers["content-length"]) == len(hit.content)
+        assert {c.split("=", 1)[0] for c in hit.headers.get_list("set-cookie")} >= {"_fbc", "_fbp"}
+        bad = client.post("/collect", content=b"{", headers=origin)
+        assert bad.status_code == 400 and bad.json()["field"] == "$"
+        assert client.post("/v1/events", json=EVENT).status_code == 401
+        assert client.get("/collect").status_code == 405
+    store = _failing_store(tmp_path / "failing.db")
+    app = create_app(settings, store=store, transport=platforms.transport(), rate_limit=False)
+    with TestClient(app, root_path=root_path) as client:
+        down = client.post("/collect", json=EVENT)
+        assert down.status_code == 503 and down.headers["retry-after"] == "5"
+        assert down.json()["error"] == "unavailable"

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.schema import StoredEvent, User
+from edge.errors import StoreError
+from edge.schema import StoredEvent, User, encode_stored
 from edge.store import Decision, Settlement
-from edge.store.sqlite import SQLiteStore
+from edge.store.sqlite import SETTLE_CHUNK, SQLiteStore
 
 
 @pytest.fixture
@@ -132,3 +133,120 @@ async def test_a_failing_job_does_not_undo_its_neighbours(tmp_path: Path) -> Non
         assert await store.get_event("kept") is not None
     finally:
         await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_failing_append_does_not_fail_the_appends_committed_with_it(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        twice = [Decision("meta", "pending", "queued"), Decision("meta", "pending", "queued")]
+        results = await asyncio.gather(
+            store.append([(event("before"), PENDING)]),
+            store.append([(event("broken"), twice)]),  # the same delivery twice: a constraint
+            store.append([(event("after"), PENDING)]),
+            return_exceptions=True,
+        )
+        assert results[0] == [True] and results[2] == [True]
+        assert isinstance(results[1], StoreError)
+        assert await store.get_event("broken") is None  # nothing of it was stored
+        assert [r.destination for r in await store.deliveries("after")] == ["meta", "tiktok"]
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_repeated_event_id_in_one_commit_keeps_the_first(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        await store.append([(event("stored"), PENDING)])
+        skipped = [Decision("meta", "skipped", "gpc")]
+        results = await asyncio.gather(
+            store.append([(event("twin"), PENDING), (event("stored"), skipped)]),
+            store.append([(event("twin"), skipped), (event("new"), PENDING)]),
+        )
+        assert results == [[True, False], [False, True]]
+        twin = await store.deliveries("twin")
+        assert [(r.destination, r.status) for r in twin] == [
+            ("meta", "pending"),
+            ("tiktok", "skipped"),
+        ]
+        stored = await store.deliveries("stored")
+        assert [(r.destination, r.status) for r in stored] == [
+            ("meta", "pending"),
+            ("tiktok", "skipped"),
+        ]
+        assert len(await store.deliveries("new")) == 2
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_big_claims_and_settlements_go_through_in_chunks(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        count = SETTLE_CHUNK * 2 + 7
+        await store.append([(event(f"e{i:04}", 1000.0 + i), PENDING) for i in range(count)])
+        claimed = await store.claim("meta", count, now=5000.0, lease_seconds=60)
+        assert [c.event.event_id for c in claimed] == [f"e{i:04}" for i in range(count)]
+        await store.settle("meta", [Settlement(c.event.event_id, "sent", "", 1) for c in claimed])
+        assert (await store.counts())["meta"] == {"sent": count}
+    finally:
+        await store.close()
+
+
+OLD_LAYOUT = """
+CREATE TABLE events (event_id TEXT PRIMARY KEY, received_at REAL NOT NULL, body BLOB NOT NULL);
+CREATE TABLE deliveries (
+    destination TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    reason      TEXT NOT NULL DEFAULT '',
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at     REAL NOT NULL DEFAULT 0,
+    lease_until REAL NOT NULL DEFAULT 0,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (destination, event_id)
+);
+CREATE INDEX deliveries_due ON deliveries (destination, next_at) WHERE status = 'pending';
+CREATE INDEX deliveries_by_event ON deliveries (event_id);
+CREATE INDEX deliveries_dead ON deliveries (destination, updated_at) WHERE status = 'dead';
+"""
+
+
+@pytest.mark.anyio
+async def test_a_store_keyed_by_destination_first_is_rekeyed_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:
+        old.executescript(OLD_LAYOUT)
+        for i, (destination, status) in enumerate([("tiktok", "dead"), ("meta", "pending")]):
+            old.execute(
+                "INSERT INTO events (event_id, received_at, body) VALUES (?, ?, ?)",
+                (f"old{i}", 1000.0, encode_stored(event(f"old{i}", 1000.0))),
+            )
+            old.execute(
+                "INSERT INTO deliveries (rowid, destination, event_id, status, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, 1000, 1000)",
+                (10 + i, destination, f"old{i}", status),
+            )
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert [(r.destination, r.status) for r in await store.deliveries("old1")] == [
+            ("meta", "pending")
+        ]
+        assert [c.event.event_id for c in await store.claim("meta", 10, 2000.0, 60)] == ["old1"]
+        assert await store.append([(event("new"), PENDING)]) == [True]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        key = [row[2] for row in db.execute("PRAGMA index_info(sqlite_autoindex_deliveries_1)")]
+        indexes = {row[1] for row in db.execute("PRAGMA index_list(deliveries)")}
+        rowids = db.execute("SELECT rowid, event_id FROM deliveries ORDER BY rowid").fetchall()
+    assert key == ["event_id", "destination"]
+    assert {"deliveries_due", "deliveries_dead"} <= indexes
+    assert "deliveries_by_event" not in indexes  # the new key serves lookups by event
+    assert rowids[:2] == [(10, "old0"), (11, "old1")]  # arrival order kept

@@ -1,20 +1,20 @@
-"""The embedded store: SQLite in WAL mode, written with group commit by one writer thread.
+"""The embedded store: SQLite in WAL mode, written with group commit on the event loop.
 
-Every operation is a job. Jobs submitted while a commit is under way wait for the next one,
-which takes every job gathered meanwhile: one transaction, one fsync. A collect request
-therefore waits for one fsync that it shares with every request that arrived meanwhile:
-durable acknowledgement at the cost of a single commit per burst, not per hit, and the
-busier the edge, the bigger the groups. If a job fails (rare: a constraint, a full disk),
-the group is rolled back and every job is retried in a transaction of its own, so one bad
-job cannot fail its neighbours.
+Every operation is a job. Jobs submitted while the event loop runs one round of ready
+callbacks are committed together by one flush scheduled right after that round: one
+transaction, one commit. A collect request therefore waits for one fsync that it shares with
+every request that arrived meanwhile: durable acknowledgement at the cost of a single commit
+per burst, not per hit. If a job fails (rare: a constraint, a full disk), the group is
+rolled back and every job is retried in a transaction of its own, so one bad job cannot
+fail its neighbours.
 
-The commits run on a thread of the store's own, so the event loop goes on serving while
-SQLite updates its indexes, writes and fsyncs the WAL and now and then checkpoints it: most
-of a hit's cost, done without the GIL. What the thread must not do is take the GIL back
-often, since each time it waits for the loop to let go of it. So the hot statements work
-on whole groups: a commit's appends are one statement per table over a JSON array of rows
-(``json_each``), built by the loop before it hands the group over, instead of a call per
-row; the dispatcher's claims and settlements likewise.
+The appends of one flush are written together, one statement per table for all their
+events (``_Appends``), not a call per row; and deliveries are keyed by event first, so the
+rows of one event share a page of one index (see ``SCHEMA``).
+
+The flush runs on the loop thread itself. A writer thread would hand the GIL back and forth
+with the loop on every SQLite call; measured on two cores, what it saved the loop it lost
+in those hand-offs (docs/benchmarks.md). Here the loop simply does the write.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +38,8 @@ from .admin import AdminQueries
 T = TypeVar("T")
 
 MAX_JOBS_PER_COMMIT = 512  # bounds one transaction's latency under a flood
+SETTLE_CHUNK = 250  # settlements per job: a 1,000-event batch settles in four commits
+DECODE_CHUNK = 200  # claimed events decoded between two turns of the loop
 BUSY_TIMEOUT_MS = 5_000
 # Every index costs each hit a page write where its keys fall, and event_ids are random:
 # deliveries are keyed by event first, so an event's rows for all destinations share one
@@ -96,70 +97,23 @@ FORGET_IPS = (
 INSERT_EVENT = (
     "INSERT OR IGNORE INTO events (event_id, received_at, body, visitor, ip) VALUES (?, ?, ?, ?, ?)"
 )
-# A group's rows as one JSON array per table: [[event_id, received_at, body, visitor, ip], ...]
-# and [[destination, event_id, status, reason, at], ...]. The body (JSON itself) travels as
-# a JSON string and is stored byte for byte.
-INSERT_EVENTS = (
-    "INSERT INTO events (event_id, received_at, body, visitor, ip)"
-    " SELECT value->>0, value->>1, CAST(value->>2 AS BLOB), value->>3, value->>4"
-    " FROM json_each(?)"
-)
-INSERT_DELIVERIES = (
+INSERT_DELIVERY = (
     "INSERT INTO deliveries (destination, event_id, status, reason,"
-    " next_at, created_at, updated_at)"
-    " SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>4, value->>4"
-    " FROM json_each(?)"
+    " next_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-STORED_BEFORE = (
-    "SELECT json_group_array(event_id) FROM events"
-    " WHERE event_id IN (SELECT value->>0 FROM json_each(?))"
-)
-# One event as ``append`` keeps it: the events row, then its routing decisions.
+# One event as ``append`` queues it: the events row, then its routing decisions.
 EventRow = tuple[tuple[str, float, bytes, "str | None", "str | None"], Sequence[Decision]]
-# The dispatcher's statements, one call each for a whole batch (see the module docstring).
-CLAIM_DUE = (
-    "SELECT json_group_array(json_array(event_id, attempts)) FROM ("
-    " SELECT event_id, attempts FROM deliveries WHERE destination = ? AND status = 'pending'"
-    " AND next_at <= ? AND lease_until <= ? ORDER BY next_at LIMIT ?)"
-)
-LEASE = (
-    "UPDATE deliveries SET lease_until = ?"
-    " WHERE destination = ? AND event_id IN (SELECT value FROM json_each(?))"
-)
-CLAIMED_EVENTS = (
-    "SELECT json_group_array(json_array(event_id, CAST(body AS TEXT), ip)) FROM events"
-    " WHERE event_id IN (SELECT value FROM json_each(?))"
-)
-# A delivery cancelled while in flight (consent withdrawn) may still end as sent or dead,
-# but is never queued again. Rows: [[event_id, status, reason, attempts, next_at], ...]
-SETTLE = (
-    "UPDATE deliveries SET status = s.value->>1, reason = s.value->>2,"
-    " attempts = s.value->>3, next_at = s.value->>4, lease_until = 0, updated_at = ?1"
-    " FROM json_each(?3) AS s"
-    " WHERE deliveries.destination = ?2 AND deliveries.event_id = s.value->>0"
-    " AND (deliveries.status = 'pending'"
-    " OR (deliveries.status = 'cancelled' AND s.value->>1 != 'pending'))"
-)
-_json = msgspec.json.Encoder()
-_ids = msgspec.json.Decoder(list[str])
-_due = msgspec.json.Decoder(list[tuple[str, int]])
-_claimed = msgspec.json.Decoder(list[tuple[str, str, str | None]])
 
 
 class _Job:
-    """One operation waiting for a commit, and the future its caller awaits.
+    """One operation waiting for the next group commit, and the future its caller awaits."""
 
-    ``run`` and ``fail`` happen on the writer thread, ``resolve`` back on the loop
-    (futures are not thread-safe).
-    """
-
-    __slots__ = ("fn", "future", "result", "error")
+    __slots__ = ("fn", "future", "result")
 
     def __init__(self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any]):
         self.fn = fn
         self.future = future
         self.result: Any = None
-        self.error: Exception | None = None
 
     def run(self, conn: sqlite3.Connection) -> None:
         self.result = self.fn(conn)
@@ -167,108 +121,75 @@ class _Job:
     def split(self) -> list[_Job | _Appends]:
         return [self]
 
-    def fail(self, error: Exception) -> None:
-        self.error = error
-
-    def resolve(self) -> None:
-        if self.future.done():  # the waiting request went away; the work is done anyway
-            return
-        if self.error is not None:
-            self.future.set_exception(self.error)
-        else:
+    def succeed(self) -> None:
+        if not self.future.done():  # the waiting request went away; the work is done anyway
             self.future.set_result(self.result)
+
+    def fail(self, error: Exception) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
 
 
 class _Append:
-    """One ``append`` call: its events, as rows and as JSON, and the future awaiting them."""
+    """One ``append`` call waiting for the next group commit."""
 
-    __slots__ = ("ids", "rows", "events", "deliveries", "future")
+    __slots__ = ("rows", "future")
 
-    def __init__(
-        self,
-        items: Sequence[tuple[StoredEvent, Sequence[Decision]]],
-        future: asyncio.Future[list[bool]],
-    ) -> None:
-        self.ids: list[str] = []
-        self.rows: list[EventRow] = []
-        events, deliveries = [], []
-        for event, decisions in items:
-            body, visitor, ip = _stored_row(event, decisions)
-            event_id, at = event.event_id, event.received_at
-            self.ids.append(event_id)
-            self.rows.append(((event_id, at, body, visitor, ip), decisions))
-            events.append((event_id, at, body.decode(), visitor, ip))
-            deliveries += [(d.destination, event_id, d.status, d.reason, at) for d in decisions]
-        # "[...]" without its brackets: a group joins its appends' arrays with commas
-        self.events = _json.encode(events)[1:-1].decode()
-        self.deliveries = _json.encode(deliveries)[1:-1].decode()
+    def __init__(self, rows: list[EventRow], future: asyncio.Future[list[bool]]) -> None:
+        self.rows = rows
         self.future = future
 
 
 class _Appends:
-    """The appends of one commit as one job: one statement per table for all their events.
+    """The appends of one flush as one job: one statement per table for all their events.
 
-    One query first asks which events were stored before; in the common case none was and
-    both arrays go in as the loop built them. Otherwise only the new events go in (a
-    repeated event_id keeps its first version, routing included).
+    ``INSERT OR IGNORE`` over every event tells by its row count whether all of them were
+    new, the common case. When one was not (a repeated event_id), a savepoint undoes the
+    statement and the events go in one at a time to learn which; a repeated event_id keeps
+    its first version, routing included.
     """
 
-    __slots__ = ("appends", "events", "deliveries", "count", "repeats", "new", "error")
+    __slots__ = ("appends", "new")
 
     def __init__(self, appends: list[_Append]) -> None:
         self.appends = appends
-        self.events = "[" + ",".join(a.events for a in appends if a.events) + "]"
-        self.deliveries = "[" + ",".join(a.deliveries for a in appends if a.deliveries) + "]"
-        ids = [event_id for a in appends for event_id in a.ids]
-        self.count = len(ids)
-        self.repeats = len(set(ids)) != len(ids)  # the same event_id twice in this group
         self.new: list[bool] = []
-        self.error: Exception | None = None
 
     def run(self, conn: sqlite3.Connection) -> None:
-        if not self.count:
-            return
-        stored = _ids.decode(conn.execute(STORED_BEFORE, (self.events,)).fetchone()[0])
-        if not stored and not self.repeats:
-            conn.execute(INSERT_EVENTS, (self.events,))
-            if self.deliveries != "[]":
-                conn.execute(INSERT_DELIVERIES, (self.deliveries,))
-            self.new = [True] * self.count
-            return
-        seen = set(stored)
-        new_flags, events, deliveries = [], [], []
-        for append in self.appends:
-            for (event_id, at, body, visitor, ip), decisions in append.rows:
-                new = event_id not in seen
-                seen.add(event_id)
-                new_flags.append(new)
-                if new:
-                    events.append((event_id, at, body.decode(), visitor, ip))
-                    deliveries += [
-                        (d.destination, event_id, d.status, d.reason, at) for d in decisions
-                    ]
-        if events:
-            conn.execute(INSERT_EVENTS, (_json.encode(events).decode(),))
+        rows = [row for append in self.appends for row in append.rows]
+        events = [event for event, _ in rows]
+        conn.execute("SAVEPOINT appends")
+        if conn.executemany(INSERT_EVENT, events).rowcount == len(events):
+            new = [True] * len(events)
+        else:
+            conn.execute("ROLLBACK TO appends")
+            new = [conn.execute(INSERT_EVENT, event).rowcount == 1 for event in events]
+        conn.execute("RELEASE appends")
+        deliveries = [
+            (d.destination, event_id, d.status, d.reason, at, at, at)
+            for ((event_id, at, *_), decisions), is_new in zip(rows, new, strict=True)
+            if is_new
+            for d in decisions
+        ]
         if deliveries:
-            conn.execute(INSERT_DELIVERIES, (_json.encode(deliveries).decode(),))
-        self.new = new_flags
+            conn.executemany(INSERT_DELIVERY, deliveries)
+        self.new = new
 
     def split(self) -> list[_Job | _Appends]:
         return [_Appends([append]) for append in self.appends]
 
-    def fail(self, error: Exception) -> None:
-        self.error = error
-
-    def resolve(self) -> None:
+    def succeed(self) -> None:
         start = 0
         for append in self.appends:
-            end = start + len(append.ids)
+            end = start + len(append.rows)
             if not append.future.done():
-                if self.error is not None:
-                    append.future.set_exception(self.error)
-                else:
-                    append.future.set_result(self.new[start:end])
+                append.future.set_result(self.new[start:end])
             start = end
+
+    def fail(self, error: Exception) -> None:
+        for append in self.appends:
+            if not append.future.done():
+                append.future.set_exception(error)
 
 
 class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
@@ -278,8 +199,6 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
         self._conn: sqlite3.Connection | None = None
         self._jobs: list[_Job | _Append] = []
         self._flush_scheduled = False
-        self._writer: ThreadPoolExecutor | None = None
-        self._writing: asyncio.Future[None] | None = None  # the commit under way
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -290,29 +209,19 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
             self._conn = self._connect()
         except sqlite3.Error as err:
             raise StoreError(f"cannot open the store at {self.path}: {err}") from None
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capi-edge-store")
 
     async def close(self) -> None:
         if self._conn is None:
             return
-        # acknowledged work is committed before the file closes
-        while self._jobs or self._writing is not None:
-            if self._writing is None:
-                self._flush()
-            if self._writing is not None:
-                await asyncio.wait([self._writing])
-                await asyncio.sleep(0)  # let ``_written`` run
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
+        while self._jobs:  # acknowledged work is committed before the file closes
+            self._flush()
         self._conn.close()
         self._conn = None
 
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # used on the writer thread only, but opened and closed from the loop's
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(self.path, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit survives power loss; NORMAL: survives a process crash only.
@@ -329,46 +238,33 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
         conn.execute("UPDATE deliveries SET lease_until = 0 WHERE lease_until > 0")
         return conn
 
-    def _schedule(self) -> None:
-        if not self._flush_scheduled and self._writing is None:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
     def _flush(self) -> None:
-        """Hand the jobs gathered so far to the writer thread, unless it is busy."""
         self._flush_scheduled = False
-        if self._writing is not None or not self._jobs:
-            return  # the commit under way calls again when it is done
         queued, self._jobs = self._jobs[:MAX_JOBS_PER_COMMIT], self._jobs[MAX_JOBS_PER_COMMIT:]
+        if self._jobs:
+            self._schedule()
         appends = [job for job in queued if isinstance(job, _Append)]
         group: list[_Job | _Appends] = [_Appends(appends)] if appends else []
         group += [job for job in queued if isinstance(job, _Job)]
-        if self._conn is None or self._writer is None:
+        if self._conn is None:
+            failure = StoreError("the store is closed")
             for job in group:
-                job.fail(StoreError("the store is closed"))
-                job.resolve()
+                job.fail(failure)
             return
-        loop = asyncio.get_running_loop()
-        self._writing = loop.run_in_executor(self._writer, self._commit_group, self._conn, group)
-        self._writing.add_done_callback(lambda done: self._written(group, done))
+        self._commit_group(self._conn, group)
 
-    def _written(self, group: list[_Job | _Appends], done: asyncio.Future[None]) -> None:
-        self._writing = None
-        if done.cancelled() or done.exception() is not None:  # a bug, not a store failure
-            for job in group:
-                job.fail(StoreError("store operation failed; nothing was stored"))
-        for job in group:
-            job.resolve()
-        if self._jobs:
-            self._schedule()
+    def _schedule(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _commit_group(self, conn: sqlite3.Connection, jobs: Sequence[_Job | _Appends]) -> None:
         """Run every job in one transaction; if one fails, redo them one by one.
 
-        On the writer thread. The common case costs one BEGIN and one COMMIT for the whole
-        group. A failing job (rare: a constraint or a full disk) rolls the group back and
-        each job (each append of a batch) is retried in its own transaction, so one bad job
-        cannot fail its neighbours.
+        The common case costs one BEGIN and one COMMIT for the whole group. A failing job
+        (rare: a constraint or a full disk) rolls the group back and each job (each append
+        of a batch) is retried in its own transaction, so one bad job cannot fail its
+        neighbours.
         """
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -384,6 +280,9 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
                     self._commit_group(conn, [job])
                 return
             alone[0].fail(StoreError("store operation failed; nothing was stored"))
+            return
+        for job in jobs:
+            job.succeed()
 
     async def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
@@ -398,44 +297,78 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
     async def append(self, items: Sequence[tuple[StoredEvent, Sequence[Decision]]]) -> list[bool]:
         if self._conn is None:
             raise StoreError("the store is not open")
-        append = _Append(items, asyncio.get_running_loop().create_future())
-        self._jobs.append(append)
+        rows: list[EventRow] = []
+        for event, decisions in items:
+            body, visitor, ip = _stored_row(event, decisions)
+            rows.append(((event.event_id, event.received_at, body, visitor, ip), decisions))
+        future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+        self._jobs.append(_Append(rows, future))
         self._schedule()
-        return await append.future
+        return await future
 
     async def claim(
         self, destination: str, limit: int, now: float, lease_seconds: float
     ) -> list[Claimed]:
-        def run(conn: sqlite3.Connection) -> tuple[list[tuple[str, int]], str]:
-            due = _due.decode(conn.execute(CLAIM_DUE, (destination, now, now, limit)).fetchone()[0])
-            if not due:
-                return [], "[]"
-            ids = _json.encode([event_id for event_id, _ in due]).decode()
-            conn.execute(LEASE, (now + lease_seconds, destination, ids))
-            return due, conn.execute(CLAIMED_EVENTS, (ids,)).fetchone()[0]
+        def run(conn: sqlite3.Connection) -> list[tuple[bytes, str | None, int]]:
+            claimed = conn.execute(
+                "UPDATE deliveries SET lease_until = ? WHERE destination = ? AND event_id IN ("
+                " SELECT event_id FROM deliveries WHERE destination = ? AND status = 'pending'"
+                " AND next_at <= ? AND lease_until <= ? ORDER BY next_at LIMIT ?)"
+                " RETURNING event_id, attempts",
+                (now + lease_seconds, destination, destination, now, now, limit),
+            ).fetchall()
+            if not claimed:
+                return []
+            attempts = dict(claimed)
+            marks = ",".join("?" * len(attempts))
+            bodies = conn.execute(
+                f"SELECT event_id, body, ip FROM events WHERE event_id IN ({marks})",  # noqa: S608
+                list(attempts),
+            ).fetchall()
+            return [(body, ip, attempts[event_id]) for event_id, body, ip in bodies]
 
-        due, rows = await self._submit(run)
-        attempts = dict(due)
-        claimed = [
-            Claimed(_with_ip(decode_stored(body), ip), attempts[event_id])
-            for event_id, body, ip in _claimed.decode(rows)
-        ]
+        rows = await self._submit(run)
+        claimed = []
+        for start in range(0, len(rows), DECODE_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # let hits through between chunks of a big claim
+            claimed += [
+                Claimed(_with_ip(decode_stored(body), ip), tries)
+                for body, ip, tries in rows[start : start + DECODE_CHUNK]
+            ]
         claimed.sort(key=lambda c: (c.event.time, c.event.event_id))
         return claimed
 
     async def settle(self, destination: str, settlements: Sequence[Settlement]) -> None:
-        if not settlements:
-            return
-        latest = {s.event_id: s for s in settlements}  # one event settled twice: the last wins
-        rows = _json.encode(
-            [(s.event_id, s.status, s.reason, s.attempts, s.next_at) for s in latest.values()]
-        ).decode()
-        done = [s.event_id for s in latest.values() if s.status != "pending"]
+        # A big batch settles in several jobs, so no single commit holds the loop for long.
+        for start in range(0, len(settlements), SETTLE_CHUNK):
+            await self._settle(destination, settlements[start : start + SETTLE_CHUNK])
 
+    async def _settle(self, destination: str, settlements: Sequence[Settlement]) -> None:
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute(SETTLE, (_now(), destination, rows))
-            if done:
-                _forget_ips(conn, done)
+            stamp = _now()
+            # A delivery cancelled while in flight (consent withdrawn) may still end as sent
+            # or dead, but is never queued again.
+            conn.executemany(
+                "UPDATE deliveries SET status = ?, reason = ?, attempts = ?, next_at = ?,"
+                " lease_until = 0, updated_at = ? WHERE destination = ? AND event_id = ?"
+                " AND (status = 'pending' OR (status = 'cancelled' AND ? != 'pending'))",
+                [
+                    (
+                        s.status,
+                        s.reason,
+                        s.attempts,
+                        s.next_at,
+                        stamp,
+                        destination,
+                        s.event_id,
+                        s.status,
+                    )
+                    for s in settlements
+                ],
+            )
+            if any(s.status != "pending" for s in settlements):
+                _forget_ips(conn, [s.event_id for s in settlements if s.status != "pending"])
 
         await self._submit(run)
 
