@@ -38,7 +38,7 @@ class Shop:
         self.page = context.new_page()
         self.hits: list[dict[str, Any]] = []
         self.errors: list[str] = []
-        self.set_cookies: list[str] = []  # Set-Cookie headers of the /collect answers
+        self.set_cookies: list[str] = []  # Set-Cookie headers of the edge's hit answers
         self.page.on("request", self._request)
         self.page.on("response", self._response)
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
@@ -48,7 +48,8 @@ class Shop:
             self.hits.append(json.loads(request.post_data or "{}"))
 
     def _response(self, response: Any) -> None:
-        if response.url.split("?")[0].endswith("/collect"):
+        # /collect answers hits; /consent answers the banner (it may set the cookies first)
+        if response.url.split("?")[0].endswith(("/collect", "/consent")):
             self.set_cookies += [
                 h["value"] for h in response.headers_array() if h["name"].lower() == "set-cookie"
             ]

@@ -92,7 +92,7 @@ def test_landing_with_click_ids_leaves_server_set_first_party_cookies(shop: Shop
         assert cookie["sameSite"] == "Lax"
         assert cookie["httpOnly"] is False, "the platforms' own tags read these cookies"
         assert abs(cookie["expires"] - (started + days * DAY)) < 60, name
-    # written by the edge's answer to /collect, not by script
+    # written by the edge's answers (/consent or /collect), not by script
     set_cookie = " ".join(shop.set_cookies)
     assert f"ttclid={TTCLID}" in set_cookie and f".{FBCLID};" in set_cookie
     # and readable by the pixels' scripts
