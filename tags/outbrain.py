@@ -45,7 +45,7 @@ from .base import (
     Verdict,
     generic_http_verdict,
 )
-from .postback import NO_CLICK_ID, build_postbacks
+from .postback import NO_CLICK_ID, build_postbacks, number
 
 PIXEL_PATH = "/unifiedPixel"
 EVENTS_PER_REQUEST = 1
@@ -91,11 +91,6 @@ SPEC = TagSpec(
 
 def skip_reason(event: StoredEvent, destination: Destination) -> str | None:
     return None if event.ids.ob_click_id else NO_CLICK_ID
-
-
-def number(value: float) -> str:
-    """A plain decimal: ``59.8``, ``100``; never an exponent."""
-    return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 def params(event: StoredEvent, name: str) -> dict[str, str]:

@@ -16,6 +16,11 @@ from .base import Built, Destination, PlatformRequest, TagSpec
 NO_CLICK_ID = "no click id"
 
 
+def number(value: float) -> str:
+    """A plain decimal for a query string: ``59.8``, ``100``; never an exponent."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
 def build_postbacks(
     events: Sequence[StoredEvent],
     destination: Destination,

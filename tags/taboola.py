@@ -49,7 +49,7 @@ from .base import (
     Verdict,
     generic_http_verdict,
 )
-from .postback import NO_CLICK_ID, build_postbacks
+from .postback import NO_CLICK_ID, build_postbacks, number
 
 POSTBACK_PATH = "/actions-handler/log/3/s2s-action"
 EVENTS_PER_REQUEST = 1
@@ -103,11 +103,6 @@ SPEC = TagSpec(
 
 def skip_reason(event: StoredEvent, destination: Destination) -> str | None:
     return None if event.ids.tblci else NO_CLICK_ID
-
-
-def number(value: float) -> str:
-    """A plain decimal: ``59.8``, ``100``; never an exponent."""
-    return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 def params(event: StoredEvent, name: str) -> dict[str, str]:
