@@ -14,8 +14,6 @@ import ipaddress
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -26,6 +24,7 @@ from edge.errors import InvalidEvent, NotFound, OriginNotAllowed, Unauthorized, 
 from edge.geo import open_geo
 from edge.hits import NO_STORE, HitRequest, HitResponse, json_response, set_cookies
 from edge.identity import Identifier, SetCookie, identify, merge
+from edge.middleware import origin_allowed
 from edge.routing import api_status, route, withdrawn
 from edge.schema import (
     Client,
@@ -44,7 +43,6 @@ from edge.settings import DestinationSettings, Settings, secret_key
 from edge.store import Decision, Store
 
 ACCEPTED_MEDIA_TYPES = ("application/json", "text/plain", "")
-ORIGIN_CACHE_SIZE = 256
 SERVER_ONLY_FIELDS = ("ids", "ip", "user_agent")
 HitObserver = Callable[[Sequence[tuple[StoredEvent, Sequence[Decision]]], Sequence[bool]], None]
 log = logging.getLogger("capi_edge.collect")
@@ -59,12 +57,6 @@ class Visitor:
     ip: str | None
     user_agent: str | None
     gpc: bool
-
-
-@lru_cache(maxsize=ORIGIN_CACHE_SIZE)  # a site's hits come from a handful of origins
-def origin_allowed(origin: str, domains: Sequence[str]) -> bool:
-    host = (urlsplit(origin).hostname or "").lower()
-    return any(host == d or host.endswith("." + d) for d in domains)
 
 
 def request_host(header: str) -> str:
