@@ -23,6 +23,7 @@ from edge.loader import LoaderScript
 from edge.middleware import BodyLimitMiddleware, CORSMiddleware, RateLimitMiddleware
 from edge.settings import Settings
 from edge.store import Store
+from edge.store.journaled import JournaledStore
 from edge.store.sqlite import SQLiteStore
 
 log = logging.getLogger("capi_edge")
@@ -41,6 +42,13 @@ async def store_error(request: Request, exc: Exception) -> Response:
     return STORE_UNAVAILABLE  # type: ignore[return-value]
 
 
+def open_store(settings: Settings) -> Store:
+    """The store ``[server] ingest`` asks for (an in-memory database cannot be journaled)."""
+    if settings.ingest == "journal" and str(settings.database) != ":memory:":
+        return JournaledStore(settings.database, durability=settings.durability)
+    return SQLiteStore(settings.database, durability=settings.durability)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -52,7 +60,7 @@ def create_app(
     dispatch: bool = True,
 ) -> Starlette:
     """Build the edge. Tests inject ``transport`` (the platforms) and ``clock``."""
-    store = store or SQLiteStore(settings.database, durability=settings.durability)
+    store = store or open_store(settings)
     dispatcher = Dispatcher(
         store, settings.destinations, settings.dispatch, transport=transport, clock=clock
     )

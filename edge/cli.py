@@ -110,6 +110,12 @@ def _sinks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _indexer(args: argparse.Namespace) -> int:
+    from edge.indexer import run_indexer
+
+    return run_indexer(args.database, durability=args.durability, supervised=args.supervised)
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from edge.doctor import command
 
@@ -149,6 +155,16 @@ def parser() -> argparse.ArgumentParser:
     sinks.add_argument("--host", default=DEFAULT_HOST)
     sinks.add_argument("--port", type=int, default=9100)
     sinks.set_defaults(run=_sinks)
+
+    indexer = commands.add_parser(
+        "indexer", help="file the hits journal into the store (serve starts it itself)"
+    )
+    indexer.add_argument("--database", required=True, help="the store's SQLite file")
+    indexer.add_argument("--durability", choices=("full", "normal"), default="full")
+    indexer.add_argument(
+        "--supervised", action="store_true", help="stop when stdin closes (how serve runs it)"
+    )
+    indexer.set_defaults(run=_indexer)
 
     doctor = commands.add_parser(
         "doctor", help="check a live deployment: loader, TLS, cookies, address range, consent"

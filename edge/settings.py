@@ -55,6 +55,9 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
         default_factory=lambda: list(DEFAULT_TRUSTED_PROXIES)
     )
     durability: Literal["full", "normal"] = "full"
+    # "journal": a hit is acknowledged once in the append-only journal, and the indexer
+    # process files it into the store; "direct": group commit into the store (one process).
+    ingest: Literal["journal", "direct"] = "journal"
     # Per client address on the hit endpoints; 0 turns the limiter off.
     rate_limit_per_second: float = 20.0
     rate_limit_burst: float = 60.0
@@ -174,6 +177,7 @@ class Settings:
     consent: ConsentPolicy = field(default_factory=ConsentPolicy)
     geoip_database: Path | None = None
     secret_key: bytes | None = None  # None: the generated one (see ``secret_key``)
+    ingest: str = "journal"  # [server] ingest: see edge.store.journaled
 
     def secrets(self) -> list[str]:
         """Every secret value, so logs and debug views can redact them."""
@@ -445,6 +449,7 @@ def parse(text: str, *, source: str = "config", base: Path | None = None) -> Set
         consent=policy,
         geoip_database=geoip_database,
         secret_key=secret,
+        ingest=file_config.server.ingest,
     )
 
 

@@ -52,7 +52,9 @@ def to_toml(config: dict[str, Any]) -> str:
 def base_config(database: str, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "site": {"domains": ["shop.example"], "default_country": "US"},
-        "server": {"database": database},
+        # The suites build apps in-process by the hundred: group commit into the store, no
+        # indexer process per app. The journal is tested on its own and through `serve`.
+        "server": {"database": database, "ingest": "direct"},
         "api": {"keys": [API_KEY]},
         "consent": {"default": "denied"},
         "dispatch": {

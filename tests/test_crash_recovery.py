@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,8 +30,23 @@ def free_port() -> int:
 def spawn(*args: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "edge", *args], stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "edge", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the edge and its indexer
         )
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def wait_healthy(url: str) -> None:
@@ -66,8 +82,11 @@ def delivered_ids(sinks: str, platform: str) -> set[str]:
     }
 
 
-def test_sigkill_after_acknowledging_loses_nothing(tmp_path: Path, sinks: str) -> None:
+@pytest.mark.parametrize("ingest", ["journal", "direct"])
+def test_sigkill_after_acknowledging_loses_nothing(tmp_path: Path, sinks: str, ingest: str) -> None:
+    """With the journal, SIGKILL takes the indexer process down with the edge."""
     config = base_config(str(tmp_path / "edge.db"), consent={"default": "granted"})
+    config["server"]["ingest"] = ingest
     config["destinations"]["meta"]["base_url"] = f"{sinks}/meta"
     config["destinations"]["tiktok"]["base_url"] = f"{sinks}/tiktok"
     config_path = tmp_path / "edge.toml"
@@ -83,6 +102,9 @@ def test_sigkill_after_acknowledging_loses_nothing(tmp_path: Path, sinks: str) -
     edge = spawn(*args, log=tmp_path / "edge.log")
     try:
         wait_healthy(f"{edge_url}/healthz")
+        if ingest == "journal":  # hold the indexer: every hit stays in the journal only
+            (indexer,) = children(edge.pid)
+            os.kill(indexer, signal.SIGSTOP)
         ids = [f"crash-{i}" for i in range(EVENTS)]
         for event_id in ids:
             answer = httpx.post(
@@ -99,11 +121,11 @@ def test_sigkill_after_acknowledging_loses_nothing(tmp_path: Path, sinks: str) -
                 headers={"content-type": "text/plain", "user-agent": "Mozilla/5.0 test"},
             )
             assert answer.status_code == 200 and answer.json() == {"event_ids": [event_id]}
-        os.kill(edge.pid, signal.SIGKILL)
+        os.killpg(edge.pid, signal.SIGKILL)  # the whole group: the edge and its indexer
         assert edge.wait(timeout=10) == -signal.SIGKILL
     finally:
-        if edge.poll() is None:
-            edge.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(edge.pid, signal.SIGKILL)
     assert delivered_ids(sinks, "meta") == set() == delivered_ids(sinks, "tiktok")
 
     httpx.post(f"{sinks}/_control/reset")  # the platforms recover

@@ -105,6 +105,34 @@ INSERT_DELIVERY = (
 EventRow = tuple[tuple[str, float, bytes, "str | None", "str | None"], Sequence[Decision]]
 
 
+def insert_events(conn: sqlite3.Connection, rows: Sequence[EventRow]) -> list[bool]:
+    """Insert events and the deliveries of the new ones; True where the event was new.
+
+    One statement per table for every row. ``INSERT OR IGNORE`` over every event tells by
+    its row count whether all of them were new, the common case. When one was not (a
+    repeated event_id), a savepoint undoes the statement and the events go in one at a time
+    to learn which; a repeated event_id keeps its first version, routing included. Runs
+    inside the caller's transaction (the group commit here, the indexer's batch there).
+    """
+    events = [event for event, _ in rows]
+    conn.execute("SAVEPOINT appends")
+    if conn.executemany(INSERT_EVENT, events).rowcount == len(events):
+        new = [True] * len(events)
+    else:
+        conn.execute("ROLLBACK TO appends")
+        new = [conn.execute(INSERT_EVENT, event).rowcount == 1 for event in events]
+    conn.execute("RELEASE appends")
+    deliveries = [
+        (d.destination, event_id, d.status, d.reason, at, at, at)
+        for ((event_id, at, *_), decisions), is_new in zip(rows, new, strict=True)
+        if is_new
+        for d in decisions
+    ]
+    if deliveries:
+        conn.executemany(INSERT_DELIVERY, deliveries)
+    return new
+
+
 class _Job:
     """One operation waiting for the next group commit, and the future its caller awaits."""
 
@@ -141,13 +169,7 @@ class _Append:
 
 
 class _Appends:
-    """The appends of one flush as one job: one statement per table for all their events.
-
-    ``INSERT OR IGNORE`` over every event tells by its row count whether all of them were
-    new, the common case. When one was not (a repeated event_id), a savepoint undoes the
-    statement and the events go in one at a time to learn which; a repeated event_id keeps
-    its first version, routing included.
-    """
+    """The appends of one flush as one job: ``insert_events`` over all their events."""
 
     __slots__ = ("appends", "new")
 
@@ -156,24 +178,7 @@ class _Appends:
         self.new: list[bool] = []
 
     def run(self, conn: sqlite3.Connection) -> None:
-        rows = [row for append in self.appends for row in append.rows]
-        events = [event for event, _ in rows]
-        conn.execute("SAVEPOINT appends")
-        if conn.executemany(INSERT_EVENT, events).rowcount == len(events):
-            new = [True] * len(events)
-        else:
-            conn.execute("ROLLBACK TO appends")
-            new = [conn.execute(INSERT_EVENT, event).rowcount == 1 for event in events]
-        conn.execute("RELEASE appends")
-        deliveries = [
-            (d.destination, event_id, d.status, d.reason, at, at, at)
-            for ((event_id, at, *_), decisions), is_new in zip(rows, new, strict=True)
-            if is_new
-            for d in decisions
-        ]
-        if deliveries:
-            conn.executemany(INSERT_DELIVERY, deliveries)
-        self.new = new
+        self.new = insert_events(conn, [row for append in self.appends for row in append.rows])
 
     def split(self) -> list[_Job | _Appends]:
         return [_Appends([append]) for append in self.appends]
@@ -284,13 +289,20 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
         for job in jobs:
             job.succeed()
 
-    async def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _submit(self, fn: Callable[[sqlite3.Connection], T], *, current: bool = True) -> T:
+        """Run ``fn`` in the next group commit. ``current``: it must see every append
+        acknowledged so far (a store that indexes appends later waits for that first)."""
+        if current:
+            await self._caught_up()
         if self._conn is None:
             raise StoreError("the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._jobs.append(_Job(fn, future))
         self._schedule()
         return await future
+
+    async def _caught_up(self) -> None:
+        """Appends are committed before they are acknowledged here: nothing to wait for."""
 
     # -- operations ------------------------------------------------------------------------
 
@@ -327,7 +339,7 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
             ).fetchall()
             return [(body, ip, attempts[event_id]) for event_id, body, ip in bodies]
 
-        rows = await self._submit(run)
+        rows = await self._submit(run, current=False)  # what is not indexed yet comes next time
         claimed = []
         for start in range(0, len(rows), DECODE_CHUNK):
             if start:
@@ -370,7 +382,7 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
             if any(s.status != "pending" for s in settlements):
                 _forget_ips(conn, [s.event_id for s in settlements if s.status != "pending"])
 
-        await self._submit(run)
+        await self._submit(run, current=False)  # settles rows it claimed: indexed already
 
     async def cancel_pending(
         self, visitors: Sequence[str], destinations: Sequence[str], reason: str, now: float
@@ -422,7 +434,7 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
                 ),
             )
 
-        await self._submit(run)
+        await self._submit(run, current=False)
 
     async def deliveries(self, event_id: str) -> list[DeliveryRow]:
         def run(conn: sqlite3.Connection) -> list[DeliveryRow]:
