@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
 import threading
@@ -19,7 +20,7 @@ from edge.settings import parse
 from edge.store import Decision
 from edge.store.journaled import JournaledStore, applied_seq, journal_directory
 
-from .support import API_KEY, base_config, to_toml, wait_until
+from .support import API_KEY, META_HOST, TIKTOK_HOST, base_config, respond, to_toml, wait_until
 
 
 @pytest.fixture
@@ -256,3 +257,43 @@ def test_an_orphaned_indexer_drains_and_exits(tmp_path: Path) -> None:
         edge.stdout.close()
     wait_until(lambda: _zombie(pid), timeout=15)
     assert rows(database, "SELECT COUNT(*) FROM events") == [(50,)]
+
+
+def journal_edge(make_edge, tmp_path: Path, **overrides):  # type: ignore[no-untyped-def]
+    server = {"database": str(tmp_path / "edge.db"), "ingest": "journal"}
+    return make_edge(server=server, **overrides)
+
+
+def test_journaled_hits_reach_the_platform_once_per_event_id(make_edge, platforms, tmp_path):
+    client = journal_edge(make_edge, tmp_path, consent={"default": "granted"})
+    hit = json.dumps(
+        {"event": "purchase", "event_id": "once-1", "page": {"url": "https://shop.example/t"}}
+    )
+    for _ in range(3):
+        assert client.post("/collect", content=hit).json() == {"event_ids": ["once-1"]}
+    wait_until(
+        lambda: len(platforms.sent_to(META_HOST)) >= 1 and len(platforms.sent_to(TIKTOK_HOST)) >= 1
+    )
+    time.sleep(0.3)  # room for a wrong second delivery
+    assert [e["event_id"] for e in platforms.events_to(META_HOST)] == ["once-1"]
+
+
+def test_a_withdrawal_cancels_what_is_still_only_in_the_journal(make_edge, platforms, tmp_path):
+    platforms.default[META_HOST] = respond(503, {"error": {"message": "down"}})
+    client = journal_edge(make_edge, tmp_path)
+    granted = dict.fromkeys(
+        ("ad_storage", "analytics_storage", "ad_user_data", "ad_personalization"), "granted"
+    )
+    hit = {"event": "purchase", "event_id": "w-1", "page": {"url": "https://shop.example/t"}}
+    first = client.post("/collect", content=json.dumps({**hit, "consent": granted}))
+    assert first.status_code == 200
+    for cookie in first.headers.get_list("set-cookie"):
+        name, value = cookie.split(";", 1)[0].split("=", 1)
+        client.cookies.set(name, value)
+    denied = dict.fromkeys(granted, "denied")
+    refusal = {"event": "consent_update", "page": {"url": "https://shop.example/t"}}
+    answer = client.post("/consent", content=json.dumps({**refusal, "consent": denied}))
+    assert answer.status_code == 204
+    status = client.get("/v1/events/w-1", headers={"authorization": f"Bearer {API_KEY}"})
+    meta = status.json()["destinations"]["meta"]
+    assert meta["status"] in ("skipped",) and meta["reason"] == "consent withdrawn"
