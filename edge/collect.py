@@ -13,8 +13,9 @@ import hmac
 import ipaddress
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from functools import lru_cache
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -23,9 +24,9 @@ from edge.enrich import client_ip, is_bot, truncate_ip
 from edge.errors import InvalidEvent, NotFound, OriginNotAllowed, Unauthorized, UnsupportedMedia
 from edge.geo import open_geo
 from edge.hits import NO_STORE, HitRequest, HitResponse, json_response, set_cookies
-from edge.identity import Identifier, SetCookie, identify, merge
+from edge.identity import Identifier, SetCookie, VisitorKeys, identify, merge
 from edge.middleware import origin_allowed
-from edge.routing import api_status, route, withdrawn
+from edge.routing import api_status, route, targets, withdrawn
 from edge.schema import (
     Client,
     Consent,
@@ -44,12 +45,12 @@ from edge.store import Decision, Store
 
 ACCEPTED_MEDIA_TYPES = ("application/json", "text/plain", "")
 SERVER_ONLY_FIELDS = ("ids", "ip", "user_agent")
+HEADER_CACHE_SIZE = 64  # the Host and Content-Type values an edge sees: a handful each
 HitObserver = Callable[[Sequence[tuple[StoredEvent, Sequence[Decision]]], Sequence[bool]], None]
 log = logging.getLogger("capi_edge.collect")
 
 
-@dataclass(frozen=True, slots=True)
-class Visitor:
+class Visitor(msgspec.Struct, frozen=True):
     """What the request itself says about the browser behind a hit."""
 
     cookies: Mapping[str, str]
@@ -59,6 +60,7 @@ class Visitor:
     gpc: bool
 
 
+@lru_cache(maxsize=HEADER_CACHE_SIZE)
 def request_host(header: str) -> str:
     """The Host header without its port (``[v6]:port`` included), lowercased."""
     host = header.strip().lower()
@@ -68,7 +70,12 @@ def request_host(header: str) -> str:
 
 
 def media_type(request: Request | HitRequest) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return _media_type(request.headers.get("content-type", ""))
+
+
+@lru_cache(maxsize=HEADER_CACHE_SIZE)
+def _media_type(header: str) -> str:
+    return header.split(";", 1)[0].strip().lower()
 
 
 class Collector:
@@ -84,6 +91,7 @@ class Collector:
         self.notify = notify
         self.clock = clock
         self.destinations = list(settings.destinations.values())
+        self.targets = targets(self.destinations)
         self.identifier = Identifier(settings.domains, secret_key(settings))
         self.geo = open_geo(settings.geoip_database)
         # The dashboard's debug view: told of every batch stored (events, decisions, new?).
@@ -92,6 +100,7 @@ class Collector:
     def set_destinations(self, destinations: Sequence[DestinationSettings]) -> None:
         """Route new hits to these destinations (the dashboard connects them at run time)."""
         self.destinations = list(destinations)
+        self.targets = targets(self.destinations)
 
     # -- endpoints ---------------------------------------------------------------------
 
@@ -104,7 +113,7 @@ class Collector:
         event_ids = await self._append(stored, visitors)
         return json_response(
             {"event_ids": event_ids},
-            headers=[*set_cookies([cookie.header() for cookie in cookies]), NO_STORE],
+            headers=[*set_cookies(cookies), NO_STORE],
         )
 
     async def consent_update(self, request: Request | HitRequest) -> HitResponse:
@@ -116,13 +125,11 @@ class Collector:
         """
         events, visitor = await self._browser_hit(request)
         stored, cookies, visitors = self._prepare(events[:1], "browser", visitor)
-        items = [(e, route(e, self.destinations, self.settings.consent)) for e in stored]
+        items = [(e, route(e, self.targets, self.settings.consent)) for e in stored]
         now = self.clock()
         for keys, refused in _withdrawals(items, visitors).items():
             await self.store.cancel_pending(keys, sorted(refused), REASON_WITHDRAWN, now)
-        return HitResponse(
-            204, headers=[NO_STORE, *set_cookies([cookie.header() for cookie in cookies])]
-        )
+        return HitResponse(204, headers=[NO_STORE, *set_cookies(cookies)])
 
     async def _browser_hit(self, request: Request | HitRequest) -> tuple[list[EventIn], Visitor]:
         """Origin check, body, and what the request itself says about the browser."""
@@ -137,11 +144,12 @@ class Collector:
                     raise InvalidEvent(
                         f"{path}: only accepted on /v1/events with an API key", field=path
                     )
+        peer = request.scope.get("client")  # what request.client holds, as (host, port)
         visitor = Visitor(
             cookies=request.cookies,
             host=request_host(request.headers.get("host", "")),
             ip=client_ip(
-                request.client.host if request.client else None,
+                peer[0] if peer else None,
                 request.headers.get("x-forwarded-for"),
                 self.settings.trusted_proxies,
             ),
@@ -201,13 +209,13 @@ class Collector:
 
     def _prepare(
         self, events: Sequence[EventIn], source: Source, visitor: Visitor | None
-    ) -> tuple[list[StoredEvent], list[SetCookie], list[tuple[str, ...]]]:
+    ) -> tuple[list[StoredEvent], list[SetCookie], list[VisitorKeys]]:
         now = self.clock()
         single = len(events) == 1
         cookies: dict[str, str] = dict(visitor.cookies) if visitor else {}
         written: dict[str, SetCookie] = {}
         stored = []
-        visitors: list[tuple[str, ...]] = []  # per event: the IDs a withdrawal is matched on
+        visitors: list[VisitorKeys] = []  # per event: the IDs a withdrawal is matched on
         for i, event in enumerate(events):
             path = "$" if single else f"$.events[{i}]"
             data, custom = split_data(event.data, path)
@@ -239,7 +247,7 @@ class Collector:
                     written[cookie.name] = cookie
                     cookies[cookie.name] = cookie.value
                 ids = identity.ids
-                visitors.append(identity.visitors)
+                visitors.append(identity.find_visitors)
             else:
                 ids = merge(
                     event.ids,
@@ -253,7 +261,7 @@ class Collector:
                         write_cookies=False,
                     ).ids,
                 )
-                visitors.append(tuple(v for v in (ids.fbp, ids.ttp, ids.ga_client_id) if v))
+                visitors.append(_given(tuple(v for v in (ids.fbp, ids.ttp, ids.ga_client_id) if v)))
             stored.append(
                 StoredEvent(
                     event=event.event,
@@ -283,10 +291,10 @@ class Collector:
         return stored, list(written.values()), visitors
 
     async def _append(
-        self, events: list[StoredEvent], visitors: Sequence[tuple[str, ...]] = ()
+        self, events: list[StoredEvent], visitors: Sequence[VisitorKeys] = ()
     ) -> list[str]:
         items: list[tuple[StoredEvent, list[Decision]]] = [
-            (event, route(event, self.destinations, self.settings.consent)) for event in events
+            (event, route(event, self.targets, self.settings.consent)) for event in events
         ]
         withdrawals = _withdrawals(items, visitors)
         if withdrawals:
@@ -333,16 +341,21 @@ class Collector:
 
 
 def _withdrawals(
-    items: Sequence[tuple[StoredEvent, Sequence[Decision]]], visitors: Sequence[tuple[str, ...]]
+    items: Sequence[tuple[StoredEvent, Sequence[Decision]]], visitors: Sequence[VisitorKeys]
 ) -> dict[tuple[str, ...], set[str]]:
     """Visitor IDs -> destinations they now refuse (only when the visitor is known)."""
     found: dict[tuple[str, ...], set[str]] = {}
-    for (_, decisions), keys in zip(items, visitors, strict=False):
-        if keys:
-            refused = withdrawn(decisions)
-            if refused:
+    for (_, decisions), find_keys in zip(items, visitors, strict=False):
+        refused = withdrawn(decisions)
+        if refused:
+            keys = find_keys()  # worked out only now: most hits withdraw nothing
+            if keys:
                 found.setdefault(keys, set()).update(refused)
     return found
+
+
+def _given(keys: tuple[str, ...]) -> VisitorKeys:
+    return lambda: keys
 
 
 def _checked_ip(value: str | None, path: str) -> str | None:

@@ -148,25 +148,44 @@ def consent_problem(
     """
     if isinstance(policy, str):
         policy = ConsentPolicy(default=policy)
-    region = policy_region(event, policy)
-    if honours_gpc and event.gpc:
-        mode = gpc_mode or region.gpc
-        if mode == "skip" or (mode == "ldu" and not ldu_capable):
-            return REASON_GPC
-    if event.tcf and (tcf_purposes or tcf_vendor is not None):
-        tc = tcf.parse(event.tcf)
-        if isinstance(tc, str):
-            return tc
-        problem = tcf.vendor_problem(tc, tcf_vendor, tcf_purposes)
-        if problem:
-            return problem
-    for purpose in sorted(required):
-        value = getattr(event.consent, purpose)
-        if value is None and region.default != "granted":
-            return f"consent: {purpose} not given"
-        if value == "denied":
-            return f"consent: {purpose} denied"
-    return None
+    needs = ConsentNeeds(
+        tuple(sorted(required)), honours_gpc, gpc_mode, ldu_capable, tcf_vendor, tcf_purposes
+    )
+    return needs.problem(event, policy)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentNeeds:
+    """What a destination needs from consent: ``consent_problem``'s arguments, which routing
+    builds once per destination rather than per event."""
+
+    required: tuple[str, ...]  # Consent Mode purposes, sorted: the first missing one is named
+    honours_gpc: bool
+    gpc_mode: str | None = None
+    ldu_capable: bool = False
+    tcf_vendor: int | None = None
+    tcf_purposes: frozenset[int] = frozenset()
+
+    def problem(self, event: StoredEvent, policy: ConsentPolicy) -> str | None:
+        if self.honours_gpc and event.gpc:
+            mode = self.gpc_mode or policy_region(event, policy).gpc
+            if mode == "skip" or (mode == "ldu" and not self.ldu_capable):
+                return REASON_GPC
+        if event.tcf and (self.tcf_purposes or self.tcf_vendor is not None):
+            tc = tcf.parse(event.tcf)
+            if isinstance(tc, str):
+                return tc
+            problem = tcf.vendor_problem(tc, self.tcf_vendor, self.tcf_purposes)
+            if problem:
+                return problem
+        for purpose in self.required:
+            value = getattr(event.consent, purpose)
+            # the region only matters for a signal the site did not send
+            if value is None and policy_region(event, policy).default != "granted":
+                return f"consent: {purpose} not given"
+            if value == "denied":
+                return f"consent: {purpose} denied"
+        return None
 
 
 def is_refusal(reason: str) -> bool:

@@ -39,6 +39,7 @@ agent in the same 10 seconds would share them: rare, and bounded by the window.)
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import random
@@ -46,7 +47,8 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
+from types import MappingProxyType
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
@@ -78,15 +80,23 @@ MAX_BACKUP_BYTES = 3_800  # a cookie must stay under 4,096 bytes with its name a
 MINT_WINDOW_SECONDS = 10  # hits of one new browser within this share the IDs minted for it
 MINT_MEMO_SIZE = 4_096
 BACKUP_CACHE_SIZE = 4_096  # verifying a signature per hit is cheap; not doing it is cheaper
+SITE_CACHE_SIZE = 64  # Host headers a site is reached under
+FB_CACHE_SIZE = 4_096
+QUERY_CACHE_SIZE = 1_024
+HMAC_BLOCK_SIZE = 64  # SHA-256's
 # Browser IDs (_fbp, _ttp) must be unique, not secret: without a server secret the module
 # PRNG (seeded from the OS, reseeded after fork) avoids a urandom syscall per hit.
 
 _psl = PublicSuffixList()
 _backup_decoder = msgspec.json.Decoder(dict[str, list[str | int]])
+_backup_encoder = msgspec.json.Encoder(order="sorted")  # {name: [value, created]} by name
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
-@dataclass(frozen=True, slots=True)
-class SetCookie:
+class SetCookie(msgspec.Struct, frozen=True):
+    """One Set-Cookie header. (A struct: several are built per hit, a frozen dataclass's
+    ``__init__`` costs several times more.)"""
+
     name: str
     value: str
     max_age: int
@@ -119,9 +129,17 @@ class ClickId:
     charset: re.Pattern[str] = ID_CHARSET
 
 
-def _fb_parts(value: str) -> list[str] | None:
+def _b64(data: bytes) -> bytes:
+    """base64url without padding, as itsdangerous writes it: what
+    ``base64.urlsafe_b64encode(data).rstrip(b"=")`` gives, without its two Python calls
+    (twice per backup cookie)."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
+@lru_cache(maxsize=FB_CACHE_SIZE)  # a browser's _fbp/_fbc come back on every hit
+def _fb_parts(value: str) -> tuple[str, ...] | None:
     """``fb.{index}.{ms}.{payload}[.{appendix}]`` split, or None when it is not one."""
-    parts = value.split(".")
+    parts = tuple(value.split("."))
     if len(parts) not in (4, 5) or parts[0] != "fb" or not parts[3]:
         return None
     if not (parts[1].isdigit() and parts[2].isdigit()):
@@ -222,6 +240,8 @@ CLICK_IDS: tuple[ClickId, ...] = (
         write=lambda v, now, idx: f"_uet{v}",
     ),
 )
+CLICK_ID_SPECS = {spec.field: spec for spec in CLICK_IDS}
+CLICK_ID_ORDER = {spec.field: i for i, spec in enumerate(CLICK_IDS)}
 PARAM_INDEX = {param: spec.field for spec in CLICK_IDS for param in spec.params}
 COOKIE_INDEX = {spec.cookie: spec.field for spec in CLICK_IDS}
 # Browser IDs the platforms' own tags write; read, never written, except those we mint.
@@ -241,16 +261,27 @@ MINTED = {"_fbp": ("fbp", FBP_LIFETIME_DAYS), "_ttp": ("ttp", TTP_LIFETIME_DAYS)
 LIFETIMES = {spec.cookie: spec.lifetime_days for spec in CLICK_IDS} | {
     name: days for name, (_, days) in MINTED.items()
 }
-_ID_FIELDS = frozenset(Ids.__struct_fields__)
+# The browser IDs a consent withdrawal is matched on, and how their cookies are read.
+VISITOR_COOKIES: tuple[tuple[str, str, Callable[[str], str | None]], ...] = (
+    ("_fbp", "fbp", _fb_read),
+    ("_ttp", "ttp", lambda v: v if ID_CHARSET.match(v) else None),
+)
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+VisitorKeys = Callable[[], tuple[str, ...]]
+
+
+class Identity(msgspec.Struct, frozen=True):
     ids: Ids
     cookies: list[SetCookie]
-    # Every identifier that names this browser (from cookies or the backup, whatever the
-    # consent): what a consent withdrawal is matched on. Never stored or sent.
-    visitors: tuple[str, ...] = ()
+    # Works ``visitors`` out: only a consent withdrawal needs them, so only then.
+    find_visitors: VisitorKeys = tuple
+
+    @property
+    def visitors(self) -> tuple[str, ...]:
+        """Every identifier that names this browser (from cookies or the backup, whatever
+        the consent): what a consent withdrawal is matched on. Never stored or sent."""
+        return self.find_visitors()
 
 
 def visitor_key(ids: Ids) -> str | None:
@@ -306,13 +337,32 @@ def _read_cookie(spec: ClickId, raw: str) -> str | None:
     return value if value and charset.match(value) else None
 
 
-def _query(url: str | None) -> dict[str, str]:
+Query = tuple[Mapping[str, str], frozenset[str]]  # parameters, the Ids fields they carry
+_NO_QUERY: Query = (MappingProxyType({}), frozenset())
+
+
+def _query(url: str | None) -> Query:
     if not url or "?" not in url:
-        return {}
+        return _NO_QUERY
+    return _parse_query(url)
+
+
+@lru_cache(maxsize=QUERY_CACHE_SIZE)  # a page's hits share its URL; the next page's, as referrer
+def _parse_query(url: str) -> Query:
+    """The URL's query parameters and the click IDs among them (shared: never change them)."""
     try:
-        return dict(parse_qsl(urlsplit(url).query, keep_blank_values=False))
+        query = urlsplit(url).query
+        if "%" in query or "+" in query:  # something to decode: the standard parser
+            params = dict(parse_qsl(query, keep_blank_values=False))
+        else:
+            # What parse_qsl gives when there is nothing to decode, without its calls per
+            # field: "&"-separated pairs, those without "=" or with an empty value dropped,
+            # the last one of a name winning.
+            pairs = [piece.split("=", 1) for piece in query.split("&")]
+            params = {pair[0]: pair[1] for pair in pairs if len(pair) == 2 and pair[1]}
     except ValueError:
-        return {}
+        return _NO_QUERY
+    return params, frozenset(PARAM_INDEX[k] for k in params if k in PARAM_INDEX)
 
 
 def _from_url(spec: ClickId, *queries: Mapping[str, str]) -> str | None:
@@ -338,6 +388,12 @@ def _ga_session_cookie(cookies: Mapping[str, str]) -> str | None:
 Entries = dict[str, tuple[str, int]]  # cookie name -> (value, created unix seconds)
 
 
+def _known(backup: Entries, name: str, value: str) -> float | None:
+    """When the backup says this cookie value was created, if it holds this value."""
+    entry = backup.get(name)
+    return entry[1] if entry and entry[0] == value else None
+
+
 class Identifier:
     """Identity for one site: cookie domain, the signed backup, and browser-ID minting."""
 
@@ -346,18 +402,24 @@ class Identifier:
         self.secret = secret
         # itsdangerous' Signer (HMAC-SHA256) over base64url JSON. The key is derived from
         # the secret once here, not per cookie; no compression: click IDs are random.
+        key = hmac.new(secret, BACKUP_SALT.encode(), hashlib.sha256).digest() if secret else b""
         self.signer = (
-            Signer(
-                hmac.new(secret, BACKUP_SALT.encode(), hashlib.sha256).digest(),
-                key_derivation="none",
-                digest_method=hashlib.sha256,
-            )
-            if secret
-            else None
+            Signer(key, key_derivation="none", digest_method=hashlib.sha256) if secret else None
         )
+        # ``_sign`` makes the Signer's signatures (the test suite checks they agree) from
+        # HMAC's inner and outer hash states (RFC 2104), keyed once here: per cookie that
+        # is two hash copies, where ``hmac`` sets up OpenSSL's HMAC afresh.
+        block = key.ljust(HMAC_BLOCK_SIZE, b"\0")  # key: 32 bytes, under SHA-256's block
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
         self._minted: OrderedDict[tuple[str, str], tuple[float, str, str]] = OrderedDict()
         self._load = lru_cache(maxsize=BACKUP_CACHE_SIZE)(self._load_backup)
-        self._dump = lru_cache(maxsize=BACKUP_CACHE_SIZE)(self._dump_backup)
+        self._site = lru_cache(maxsize=SITE_CACHE_SIZE)(self._site_of)
+
+    def _site_of(self, host: str) -> tuple[str | None, int]:
+        """The cookie domain and Meta's subdomainIndex for a Host (a site has a few)."""
+        domain = cookie_domain(host, self.allowed) if host else None
+        return domain, subdomain_index(domain, host)
 
     # -- the backup cookie -----------------------------------------------------------------
 
@@ -386,15 +448,21 @@ class Identifier:
                 entries.append((name, entry[0], entry[1]))
         return tuple(entries)
 
-    def _dump_backup(self, entries: tuple[tuple[str, str, int], ...]) -> str:
-        assert self.signer is not None
-        kept = list(entries)
+    def _sign(self, value: bytes) -> str:
+        """``self.signer.sign(value)``: the value, ``.``, its base64url HMAC-SHA256."""
+        inner = self._inner.copy()
+        inner.update(value)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return (value + b"." + _b64(outer.digest())).decode()
+
+    def _dump(self, entries: Entries) -> str:
+        kept = dict(entries)
         while True:
-            data = msgspec.json.encode({name: [v, created] for name, v, created in kept})
-            value = self.signer.sign(base64.urlsafe_b64encode(data).rstrip(b"=")).decode()
+            value = self._sign(_b64(_backup_encoder.encode(kept)))
             if len(value) <= MAX_BACKUP_BYTES or not kept:
                 return value
-            kept.remove(max(kept, key=lambda e: len(e[1])))  # drop the bulkiest first
+            del kept[max(sorted(kept), key=lambda name: len(kept[name][0]))]  # the bulkiest
 
     def backup(self, cookies: Mapping[str, str], now: float) -> Entries:
         raw = cookies.get(BACKUP_COOKIE)
@@ -463,9 +531,8 @@ class Identifier:
         cookie is read, written or minted. ``forget`` (an explicit refusal) also deletes
         the backup.
         """
-        domain = cookie_domain(host, self.allowed) if host else None
-        index = subdomain_index(domain, host)
-        url_query, referrer_query = _query(page_url), _query(referrer)
+        domain, index = self._site(host)
+        (url_query, url_ids), (referrer_query, referrer_ids) = _query(page_url), _query(referrer)
         backup = self.backup(cookies, now) if cookies else {}
         jar: Mapping[str, str] = cookies if write_cookies else {}
         ids: dict[str, str] = {}
@@ -489,18 +556,14 @@ class Identifier:
                 written.append(SetCookie(name, value, remaining, domain))
                 kept[name] = (value, int(created))
 
-        def known(name: str, value: str) -> float | None:
-            entry = backup.get(name)
-            return entry[1] if entry and entry[0] == value else None
-
         # Most hits carry no click ID and few cookies: look only at identifiers that are there.
-        present = {PARAM_INDEX[k] for k in (*url_query, *referrer_query) if k in PARAM_INDEX}
-        present.update(COOKIE_INDEX[k] for k in jar if k in COOKIE_INDEX)
-        if write_cookies:
-            present.update(COOKIE_INDEX[k] for k in backup if k in COOKIE_INDEX)
-        for spec in CLICK_IDS:
-            if spec.field not in present:
-                continue
+        present = url_ids | referrer_ids
+        if jar:
+            present |= {COOKIE_INDEX[k] for k in jar.keys() & COOKIE_INDEX.keys()}
+        if write_cookies and backup:
+            present |= {COOKIE_INDEX[k] for k in backup.keys() & COOKIE_INDEX.keys()}
+        for id_field in sorted(present, key=CLICK_ID_ORDER.__getitem__):  # Set-Cookie order
+            spec = CLICK_ID_SPECS[id_field]
             clicked = _from_url(spec, url_query, referrer_query)
             raw_cookie = jar.get(spec.cookie)
             stored = _read_cookie(spec, raw_cookie) if raw_cookie else None
@@ -522,13 +585,14 @@ class Identifier:
                 if spec.field == "fbc":
                     ids["fbclid"] = _fbclid_of(stored)
                 created = spec.created(raw_cookie)
-                keep(spec.cookie, raw_cookie, created or known(spec.cookie, raw_cookie))
+                keep(spec.cookie, raw_cookie, created or _known(backup, spec.cookie, raw_cookie))
 
-        for name, (id_field, read) in BROWSER_COOKIES.items():
-            raw = jar.get(name)
-            value = read(raw) if raw else None
-            if value and ID_CHARSET.match(value):
-                ids[id_field] = value
+        if jar:
+            for name, (id_field, read) in BROWSER_COOKIES.items():
+                raw = jar.get(name)
+                value = read(raw) if raw else None
+                if value and ID_CHARSET.match(value):
+                    ids[id_field] = value
         if cookies:
             ga = cookies.get("_ga")
             client_id = _ga_client_id(ga) if ga else None
@@ -538,16 +602,14 @@ class Identifier:
                 ids["ga_session_id"] = session
 
         if write_cookies:
-            self._browser_ids(ids, backup, now, index, ip, user_agent, keep, known)
+            self._browser_ids(ids, backup, now, index, ip, user_agent, keep)
             if self.signer is not None and kept:
                 written.append(self._backup_cookie(kept, backup, cookies, now, domain))
         elif forget and cookies.get(BACKUP_COOKIE):
             written.append(SetCookie(BACKUP_COOKIE, "", 0, domain, http_only=True))
-        return Identity(
-            Ids(**{k: v for k, v in ids.items() if k in _ID_FIELDS}),
-            written,
-            self._visitors(cookies, backup, ids),
-        )
+        # (a copy of the cookies: the caller may add the ones written here to them)
+        visitors = partial(self._visitors, dict(cookies) if cookies else {}, backup, ids)
+        return Identity(Ids(**ids), written, visitors)  # every key in ids is an Ids field
 
     def _browser_ids(
         self,
@@ -558,7 +620,6 @@ class Identifier:
         ip: str | None,
         user_agent: str | None,
         keep: Callable[[str, str, float | None], None],
-        known: Callable[[str, str], float | None],
     ) -> None:
         """Keep ``_fbp``/``_ttp`` (the backup's original wins), or mint them once."""
         minted: tuple[str, str] | None = None
@@ -573,7 +634,7 @@ class Identifier:
                 keep(name, ids[id_field], created or now)
                 continue
             created = _fb_created(ids[id_field]) if id_field == "fbp" else None
-            keep(name, ids[id_field], created or known(name, ids[id_field]))
+            keep(name, ids[id_field], created or _known(backup, name, ids[id_field]))
 
     def _backup_cookie(
         self,
@@ -583,30 +644,19 @@ class Identifier:
         now: float,
         domain: str | None,
     ) -> SetCookie:
-        entries = dict(backup)
-        entries.update(kept)
+        entries = backup | kept
         raw = cookies.get(BACKUP_COOKIE)
-        value = (
-            raw
-            if raw and entries == backup
-            else self._dump(tuple(sorted((n, v, c) for n, (v, c) in entries.items())))
-        )
-        max_age = max(c + LIFETIMES[n] * DAY for n, (_, c) in entries.items()) - int(now)
+        value = raw if raw and entries == backup else self._dump(entries)
+        max_age = max([c + LIFETIMES[n] * DAY for n, (_, c) in entries.items()]) - int(now)
         return SetCookie(BACKUP_COOKIE, value, max(max_age, 0), domain, http_only=True)
 
     def _visitors(
         self, cookies: Mapping[str, str], backup: Entries, ids: Mapping[str, str]
     ) -> tuple[str, ...]:
         found: list[str] = []
-        for name, id_field, read in (
-            ("_fbp", "fbp", _fb_read),
-            ("_ttp", "ttp", lambda v: v if ID_CHARSET.match(v) else None),
-        ):
-            for value in (
-                ids.get(id_field),
-                read(cookies[name]) if cookies.get(name) else None,
-                backup[name][0] if name in backup else None,
-            ):
+        for name, id_field, read in VISITOR_COOKIES:
+            raw, saved = cookies.get(name), backup.get(name)
+            for value in (ids.get(id_field), raw and read(raw), saved and saved[0]):
                 if value and value not in found:
                     found.append(value)
         if ids.get("ga_client_id"):

@@ -7,17 +7,20 @@ last the platform's own prerequisites (a tag's ``skip_reason``, e.g. ``no click 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 
-from edge.consent import ConsentPolicy, consent_problem, is_refusal
-from edge.rules import rule_problem
+from edge.consent import ConsentNeeds, ConsentPolicy, is_refusal
+from edge.rules import Rules, rule_problem
 from edge.schema import StoredEvent
 from edge.settings import DestinationSettings
 from edge.store import Decision
+from tags.base import Destination, TagSpec
 
 REASON_QUEUED = "queued"
 REASON_BOT = "bot"
+PlatformRule = Callable[[StoredEvent, Destination], str | None]
 
 
 # Delivery states as ``GET /v1/events/{id}`` names them: what happened, not how it is stored.
@@ -36,18 +39,55 @@ def api_status(status: str) -> str:
     return API_STATUS.get(status, status)
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A destination as routing reads it for every event, looked up once (``targets``)."""
+
+    dest: DestinationSettings
+    name: str
+    spec: TagSpec
+    destination: Destination
+    queued: Decision  # immutable: one shared by every event queued for this destination
+    consent: ConsentNeeds
+    rules: Rules | None  # the dashboard's routing rules, None when there are none
+    platform_rule: PlatformRule | None  # the tag's own ``skip_reason``, if it has one
+
+
+def targets(destinations: Iterable[DestinationSettings]) -> list[Target]:
+    return [
+        Target(
+            dest,
+            dest.name,
+            dest.spec,
+            dest.destination,
+            Decision(dest.name, "pending", REASON_QUEUED),
+            ConsentNeeds(
+                tuple(sorted(dest.consent)),
+                honours_gpc=dest.spec.honours_gpc,
+                gpc_mode=dest.gpc_mode,
+                ldu_capable=dest.destination.options.get("gpc_mode") == "ldu",
+                tcf_vendor=dest.spec.tcf_vendor_id,
+                tcf_purposes=dest.spec.tcf_purposes,
+            ),
+            None if dest.rules.empty else dest.rules,
+            getattr(dest.tag, "skip_reason", None),
+        )
+        for dest in destinations
+    ]
+
+
 def route(
-    event: StoredEvent,
-    destinations: Iterable[DestinationSettings],
-    consent: ConsentPolicy | str,
+    event: StoredEvent, destinations: Iterable[Target], consent: ConsentPolicy | str
 ) -> list[Decision]:
+    if isinstance(consent, str):
+        consent = ConsentPolicy(default=consent)  # once, not per destination
     decisions = []
-    for dest in destinations:
-        reason = skip_reason(event, dest, consent)
+    for target in destinations:
+        reason = _skip_reason(event, target, consent)
         if reason is None:
-            decisions.append(Decision(dest.name, "pending", REASON_QUEUED))
+            decisions.append(target.queued)
         else:
-            decisions.append(Decision(dest.name, "skipped", reason))
+            decisions.append(Decision(target.name, "skipped", reason))
     return decisions
 
 
@@ -55,36 +95,32 @@ def withdrawn(decisions: Sequence[Decision]) -> frozenset[str]:
     """Destinations this hit explicitly refuses: what the visitor still has queued for them
     is cancelled (``consent withdrawn``)."""
     return frozenset(
-        d.destination for d in decisions if d.status == "skipped" and is_refusal(d.reason)
+        [d.destination for d in decisions if d.status == "skipped" and is_refusal(d.reason)]
     )
 
 
 def skip_reason(
     event: StoredEvent, dest: DestinationSettings, consent: ConsentPolicy | str
 ) -> str | None:
-    spec = dest.spec
+    (target,) = targets([dest])
+    if isinstance(consent, str):
+        consent = ConsentPolicy(default=consent)
+    return _skip_reason(event, target, consent)
+
+
+def _skip_reason(event: StoredEvent, target: Target, consent: ConsentPolicy) -> str | None:
     if event.client.is_bot:
         return REASON_BOT
-    problem = consent_problem(
-        event,
-        dest.consent,
-        consent,
-        honours_gpc=spec.honours_gpc,
-        gpc_mode=dest.gpc_mode,
-        ldu_capable=dest.destination.options.get("gpc_mode") == "ldu",
-        tcf_vendor=spec.tcf_vendor_id,
-        tcf_purposes=spec.tcf_purposes,
-    )
+    problem = target.consent.problem(event, consent)
     if problem:
         return problem
     # Rules after consent: a refusal must be seen (and withdraw) whatever the rules say.
     # -- dashboard routing rules (edge/rules.py): "filtered by rule: ..." --
-    filtered = rule_problem(event, dest.rules)
+    filtered = rule_problem(event, target.rules) if target.rules is not None else None
     if filtered:
         return filtered
-    if dest.destination.platform_event(spec, event.event) is None:
+    if target.destination.platform_event(target.spec, event.event) is None:
         return f"unmapped event: {event.event}"
-    platform_rule = getattr(dest.tag, "skip_reason", None)
-    if platform_rule is not None:
-        return platform_rule(event, dest.destination)  # type: ignore[no-any-return]
+    if target.platform_rule is not None:
+        return target.platform_rule(event, target.destination)
     return None

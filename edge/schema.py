@@ -14,7 +14,6 @@ from __future__ import annotations
 import random
 import re
 import time as _time
-import uuid
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -165,6 +164,13 @@ class EventIn(Struct, forbid_unknown_fields=True, omit_defaults=True):
     user_agent: Annotated[str, Meta(max_length=1024)] | None = None
 
 
+class _EventWithKnownData(EventIn, forbid_unknown_fields=True, omit_defaults=True):
+    """An ``EventIn`` whose ``data`` has only the known commerce fields, decoded and validated
+    with the rest of the body (``decode_events``)."""
+
+    data: Data | None = None  # type: ignore[assignment]
+
+
 class Batch(Struct, forbid_unknown_fields=True):
     events: Annotated[list[EventIn], Meta(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)]
 
@@ -206,9 +212,13 @@ class StoredEvent(Struct, omit_defaults=True):
 
 
 _DATA_FIELDS = frozenset(Data.__struct_fields__)
+# A version-4 UUID: version 4 (bits 76-79) and the RFC 4122 variant (bits 62-63), the rest random
+_UUID_RANDOM_BITS = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_V4_BITS = (0x4000 << 64) | (0x8000 << 48)
 _PATH_IN_ERROR = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _NAMED_FIELD = re.compile(r"(?:unknown|missing required) field `(?P<name>[^`]+)`")
 _decoder = msgspec.json.Decoder()
+_known_data_decoder = msgspec.json.Decoder(_EventWithKnownData)
 _stored_encoder = msgspec.json.Encoder()
 _stored_decoder = msgspec.json.Decoder(StoredEvent)
 
@@ -234,6 +244,14 @@ def _invalid(err: msgspec.ValidationError | msgspec.DecodeError, prefix: str) ->
 def decode_events(body: bytes) -> list[EventIn]:
     """Decode one event or ``{"events": [...]}`` into wire structs, or raise InvalidEvent."""
     try:
+        # Most bodies are one valid event with only known ``data`` fields: decoded straight
+        # into the structs, they are what the steps below (and split_data) make of them.
+        # Anything else (a batch, custom properties, an error) takes those steps, which
+        # also word the error.
+        return [_known_data_decoder.decode(body)]
+    except msgspec.DecodeError:
+        pass
+    try:
         raw = _decoder.decode(body)
     except msgspec.DecodeError as err:
         raise InvalidEvent(f"$: body is not valid JSON ({err})", field="$") from None
@@ -250,12 +268,17 @@ def decode_events(body: bytes) -> list[EventIn]:
         raise _invalid(err, "$") from None
 
 
-def split_data(data: dict[str, Any] | None, path: str) -> tuple[Data, dict[str, Any]]:
+def split_data(data: Data | dict[str, Any] | None, path: str) -> tuple[Data, dict[str, Any]]:
     """Validate the known commerce fields of ``data``; keep the rest as custom properties."""
+    if isinstance(data, Data):  # decoded as such already (decode_events): nothing else in it
+        return data, {}
     if not data:
         return Data(), {}
-    known = {k: v for k, v in data.items() if k in _DATA_FIELDS}
-    custom = {k: v for k, v in data.items() if k not in _DATA_FIELDS}
+    if data.keys() <= _DATA_FIELDS:  # no custom properties (the usual case): nothing to split
+        known, custom = data, {}
+    else:
+        known = {k: v for k, v in data.items() if k in _DATA_FIELDS}
+        custom = {k: v for k, v in data.items() if k not in _DATA_FIELDS}
     try:
         return msgspec.convert(known, Data), custom
     except msgspec.ValidationError as err:
@@ -282,7 +305,10 @@ def mint_event_id() -> str:
     Unique is what an event_id must be, not unguessable; ``uuid.uuid4()`` would make a
     urandom syscall per event on the hot path.
     """
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+    # What str(uuid.UUID(int=..., version=4)) gives, without building the UUID object.
+    bits = random.getrandbits(128) & _UUID_RANDOM_BITS | _UUID_V4_BITS
+    h = f"{bits:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def now() -> float:
