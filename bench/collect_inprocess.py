@@ -5,9 +5,10 @@ Starlette endpoint) with the same request the socket benchmark sends, ``--concur
 requests in flight, and prints microseconds per request. ``--profile`` adds a cProfile
 of the edge run. The store is a real SQLite file with synchronous=FULL; destinations are
 configured (consent granted, so every event is queued for Meta and TikTok) and the
-dispatcher is not started, so this is the collect path alone.
+dispatcher is not started, so this is the collect path alone. ``--stub-store`` answers
+appends at once without writing anything: what is left is the edge's own work per hit.
 
-    .venv/bin/python bench/collect_inprocess.py [--requests 20000] [--profile]
+    .venv/bin/python bench/collect_inprocess.py [--requests 20000] [--stub-store] [--profile]
 
 Wall time per request includes waiting for fsync; the loop thread's CPU time does not.
 """
@@ -105,6 +106,12 @@ async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = parse(to_toml(edge_config(Path(tmp) / "edge.db", sink=None)), base=Path(tmp))
         edge = create_app(settings, dispatch=False)
+        if args.stub_store:
+
+            async def append(items: list[Any]) -> list[bool]:
+                return [True] * len(items)
+
+            edge.state.store.append = append
         bare = bare_app()
         async with edge.router.lifespan_context(edge):
             for app in (bare, edge):
@@ -131,6 +138,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--stub-store", action="store_true", help="appends write nothing")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=40)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -14,13 +15,21 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
 
 from edge.collect import Collector
 from edge.dispatcher import Dispatcher
 from edge.errors import RequestError, StoreError
 from edge.hits import STORE_UNAVAILABLE, HitRoutes, error_response
 from edge.loader import LoaderScript
-from edge.middleware import BodyLimitMiddleware, CORSMiddleware, RateLimitMiddleware
+from edge.middleware import (
+    CORS,
+    BodyLimit,
+    BodyLimitMiddleware,
+    CORSMiddleware,
+    RateLimiter,
+    RateLimitMiddleware,
+)
 from edge.settings import Settings
 from edge.store import Store
 from edge.store.journaled import JournaledStore
@@ -40,6 +49,21 @@ async def request_error(request: Request, exc: Exception) -> Response:
 async def store_error(request: Request, exc: Exception) -> Response:
     log.error("store unavailable: %s", exc)
     return STORE_UNAVAILABLE  # type: ignore[return-value]
+
+
+class EdgeApp(Starlette):
+    """Starlette, with the hit endpoints' POSTs served in front of its middleware stack.
+
+    Those requests come by the thousand; ``HitRoutes`` applies the same limits (CORS, body
+    limit, rate limit) and error answers to them in one layer. An unexpected error there
+    still gets a plain 500 from the server, as from Starlette's own error middleware.
+    """
+
+    hit_routes: Callable[[ASGIApp], ASGIApp] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return self.hit_routes(stack) if self.hit_routes is not None else stack
 
 
 def open_store(settings: Settings) -> Store:
@@ -100,33 +124,31 @@ def create_app(
         *(extra_routes or []),
         *([Mount("/admin", app=admin.app)] if admin is not None else []),
     ]
+    # The same limit objects serve the middleware (every other request) and HitRoutes,
+    # which applies them to a hit's POST itself, outside everything (edge.hits).
+    cors, body_limit = CORS(settings.domains), BodyLimit()
     middleware = [
         Middleware(CORSMiddleware, domains=settings.domains),
         Middleware(BodyLimitMiddleware),
     ]
     rate, burst = settings.rate_limit
+    limiter = None
     if rate_limit and rate > 0:
-        middleware.append(
-            Middleware(
-                RateLimitMiddleware,
-                paths=HIT_PATHS,
-                trusted=settings.trusted_proxies,
-                rate=rate,
-                burst=burst,
-            )
-        )
-    # innermost: a hit's POST goes from the limits straight to its endpoint (edge.hits)
+        limiter = RateLimiter(trusted=settings.trusted_proxies, rate=rate, burst=burst)
+        middleware.append(Middleware(RateLimitMiddleware, paths=HIT_PATHS, limiter=limiter))
     hits = {
         "/collect": collector.collect,
         "/consent": collector.consent_update,
         "/v1/events": collector.server_events,
     }
-    middleware.append(Middleware(HitRoutes, endpoints=hits))
-    app = Starlette(
+    app = EdgeApp(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
         exception_handlers={RequestError: request_error, StoreError: store_error},
+    )
+    app.hit_routes = functools.partial(
+        HitRoutes, endpoints=hits, cors=cors, body_limit=body_limit, limiter=limiter
     )
     app.state.settings = settings
     app.state.store = store

@@ -1,9 +1,10 @@
 """The hit endpoints' HTTP plumbing, without Starlette's Request and Response objects.
 
 ``/collect``, ``/consent`` and ``/v1/events`` are the requests an edge serves by the
-thousand; everything else is rare. For their POSTs, ``HitRoutes`` (the innermost
-middleware) goes straight to the endpoint, past Starlette's exception middleware and
-router; ``HitRequest`` reads the few headers a hit needs from the ASGI scope, and
+thousand; everything else is rare. For their POSTs, ``HitRoutes`` goes straight to the
+endpoint, past Starlette's exception middleware and router, applying the cross-cutting
+limits itself when given them (edge.middleware's policy objects, so it can sit outside
+that middleware); ``HitRequest`` reads the few headers a hit needs from the ASGI scope, and
 ``HitResponse`` writes the answer from ready-made header bytes. The endpoints are the same
 functions the router calls (they accept either request type and answer with a
 ``HitResponse``, which is a plain ASGI response), so every other case, ``GET /collect``
@@ -14,8 +15,8 @@ both ways answer errors alike (``error_response``, ``STORE_UNAVAILABLE``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import msgspec
 from starlette.datastructures import Address
@@ -23,6 +24,7 @@ from starlette.requests import ClientDisconnect, cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from edge.errors import RequestError, StoreError
+from edge.middleware import CORS, BodyLimit, RateLimiter
 
 log = logging.getLogger("capi_edge")
 
@@ -33,18 +35,25 @@ NO_STORE: Header = (b"cache-control", b"no-store")
 _encode = msgspec.json.encode  # the same bytes as Starlette's JSONResponse for our payloads
 
 
-class HitHeaders(dict[str, str]):
+class HitHeaders:
     """Request headers by lowercase name, the first of a repeated one winning (as Starlette).
 
-    A plain dict, so ``get`` costs a C call: names must be asked for in lowercase, as the
-    ASGI scope carries them.
+    Decoded when asked for: a hit reads a few of the dozen or more a browser sends. Names
+    must be asked for in lowercase, as the ASGI scope carries them.
     """
 
+    __slots__ = ("_raw", "_first")
+
     def __init__(self, raw: Sequence[Header]) -> None:
-        super().__init__(
-            (key.decode("latin-1"), value.decode("latin-1")) for key, value in reversed(raw)
-        )
         self._raw = raw
+        self._first = dict(reversed(raw))  # reversed: the first of a repeated name wins
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self._first.get(name.encode("latin-1"))
+        return value.decode("latin-1") if value is not None else default
+
+    def get_raw(self, name: bytes) -> bytes | None:
+        return self._first.get(name)
 
     def getlist(self, name: str) -> list[str]:
         key = name.lower().encode("latin-1")
@@ -67,8 +76,9 @@ class HitRequest:
     def cookies(self) -> dict[str, str]:
         if self._cookies is None:
             self._cookies = {}
-            for header in self.headers.getlist("cookie"):
-                self._cookies.update(cookie_parser(header))
+            if self.headers.get_raw(b"cookie") is not None:  # a first hit has none
+                for header in self.headers.getlist("cookie"):
+                    self._cookies.update(cookie_parser(header))
         return self._cookies
 
     @property
@@ -101,8 +111,12 @@ class HitResponse:
         self.raw_headers = list(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # a copy: middleware may add to the list, and some answers are shared constants
-        headers = list(self.raw_headers)
+        await self.send(send)
+
+    async def send(self, send: Send, extra: Sequence[Header] = ()) -> None:
+        """Send the answer, with ``extra`` headers after its own (CORS)."""
+        # a new list: middleware may add to it, and some answers are shared constants
+        headers = [*self.raw_headers, *extra]
         await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
 
@@ -131,11 +145,29 @@ Endpoint = Callable[[HitRequest], Awaitable[HitResponse]]
 
 
 class HitRoutes:
-    """Serve POSTs to the hit paths straight from ``endpoints``; pass the rest to ``app``."""
+    """Serve POSTs to the hit paths straight from ``endpoints``; pass the rest to ``app``.
 
-    def __init__(self, app: ASGIApp, *, endpoints: Mapping[str, Endpoint]) -> None:
+    Given the limits (``cors``, ``body_limit``, ``limiter``: edge.middleware's policies) it
+    applies them to those POSTs itself, in the order and with the answers of the middleware
+    that apply them to everything else (CORS, body limit, rate limit), and reads the body
+    for the endpoint on the way. So it belongs outside that middleware: a hit then passes
+    through one layer instead of four. Without them it trusts the middleware around it.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        endpoints: Mapping[str, Endpoint],
+        cors: CORS | None = None,
+        body_limit: BodyLimit | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.app = app
         self.endpoints = dict(endpoints)
+        self.cors = cors
+        self.body_limit = body_limit
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = None
@@ -144,8 +176,20 @@ class HitRoutes:
         if endpoint is None:
             await self.app(scope, receive, send)
             return
+        request = HitRequest(scope, receive)
+        extra = self.cors.headers(request.headers.get_raw(b"origin")) if self.cors else ()
+        if self.body_limit is not None:
+            body = await self.body_limit.read(scope, receive, send, extra)
+            if body is None:  # answered 413, or nobody left to answer
+                return
+            request._body = body  # what request.body() answers
+        if self.limiter is not None and not self.limiter.admits(
+            scope, request.headers.get_raw(b"x-forwarded-for")
+        ):
+            await self.limiter.refuse(send, extra)
+            return
         try:
-            response = await endpoint(HitRequest(scope, receive))
+            response = await endpoint(request)
         except RequestError as error:
             response = error_response(error)
         except StoreError as error:
@@ -153,11 +197,17 @@ class HitRoutes:
             response = STORE_UNAVAILABLE
         except ClientDisconnect:  # nobody left to answer
             return
-        await response(scope, receive, send)
+        await response.send(send, extra)
 
 
-def set_cookies(headers: Sequence[str]) -> list[Header]:
-    return [(b"set-cookie", header.encode("latin-1")) for header in headers]
+class Cookie(Protocol):
+    """A cookie to set (``edge.identity.SetCookie``): its ``Set-Cookie`` header value."""
+
+    def header(self) -> str: ...
+
+
+def set_cookies(cookies: Iterable[Cookie]) -> list[Header]:
+    return [(b"set-cookie", cookie.header().encode("latin-1")) for cookie in cookies]
 
 
 __all__ = [
