@@ -12,7 +12,8 @@ same transaction, so each record is applied exactly once whatever stops when.
 Everything else is the SQLite store's: the dispatcher claims what the indexer has filed,
 and a read that must see every acknowledged hit (an event's status, a consent withdrawal,
 the dashboard) first waits until the indexer has reached the journal's end as it was when
-the read began (``_caught_up``). The indexer usually trails by a few milliseconds.
+the read began (``_caught_up``). The indexer trails by up to a fifth of a second (it lets
+records gather into large batches: edge.indexer).
 
 What is not known when the hit is acknowledged: whether its event_id was seen before. The
 indexer still stores a repeated event_id once; ``append`` guesses from the event_ids this
