@@ -250,7 +250,11 @@ def decode_events(body: bytes) -> list[EventIn]:
         # also word the error.
         return [_known_data_decoder.decode(body)]
     except msgspec.DecodeError:
-        pass
+        return decode_events_generally(body)
+
+
+def decode_events_generally(body: bytes) -> list[EventIn]:
+    """``decode_events`` without its shortcut: JSON first, then the structs."""
     try:
         raw = _decoder.decode(body)
     except msgspec.DecodeError as err:

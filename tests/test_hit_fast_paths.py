@@ -29,14 +29,13 @@ from edge.middleware import (
 )
 from edge.routing import route, skip_reason, targets
 from edge.schema import (
-    Batch,
     Client,
     Consent,
     EventIn,
     Ids,
     StoredEvent,
-    _invalid,
     decode_events,
+    decode_events_generally,
     mint_event_id,
     split_data,
 )
@@ -247,25 +246,6 @@ def test_every_id_identify_finds_is_an_ids_field() -> None:
 # -- bodies: one event decoded straight into the structs ---------------------------------------
 
 
-def general_decode(body: bytes) -> list[EventIn]:
-    """decode_events without its shortcut: JSON first, then the structs."""
-    try:
-        raw = msgspec.json.decode(body)
-    except msgspec.DecodeError as err:
-        raise InvalidEvent(f"$: body is not valid JSON ({err})", field="$") from None
-    if isinstance(raw, dict) and "events" in raw:
-        try:
-            return msgspec.convert(raw, Batch).events
-        except msgspec.ValidationError as err:
-            raise _invalid(err, "$") from None
-    if not isinstance(raw, dict):
-        raise InvalidEvent('$: expected an event object or {"events": [...]}', field="$")
-    try:
-        return [msgspec.convert(raw, EventIn)]
-    except msgspec.ValidationError as err:
-        raise _invalid(err, "$") from None
-
-
 def outcome(decode: Callable[[bytes], list[EventIn]], body: bytes) -> Any:
     """The events as _prepare sees them (data split), or the error as the client sees it."""
     try:
@@ -304,7 +284,7 @@ def outcome(decode: Callable[[bytes], list[EventIn]], body: bytes) -> Any:
     ],
 )
 def test_bodies_decode_as_the_general_steps_decode_them(body: bytes) -> None:
-    assert outcome(decode_events, body) == outcome(general_decode, body)
+    assert outcome(decode_events, body) == outcome(decode_events_generally, body)
 
 
 # -- event ids, routing -----------------------------------------------------------------------
