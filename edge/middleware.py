@@ -106,16 +106,22 @@ class BodyLimitMiddleware:
         body = await self.limit.read(scope, receive, send)
         if body is None:
             return
-        replayed = False
+        await self.app(scope, replay_body(body, receive), send)
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: wait for the disconnect as usual
 
-        await self.app(scope, replay, send)
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app a body read already, then goes on with ``receive``
+    (after the body, the app waits for the disconnect as usual)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 ORIGIN_CACHE_SIZE = 256  # a site's hits come from a handful of origins

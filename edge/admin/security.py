@@ -29,6 +29,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from edge.middleware import replay_body
+
 COOKIE_NAME = "__Host-capi-edge-admin"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = b"x-csrf-token"
@@ -193,7 +195,7 @@ class AdminGuard:
             if issued or not _csrf_ok(scope, body, session["csrf"]):
                 await _plain(send, 403, "CSRF token missing or wrong: reload the page and retry")
                 return
-            receive = _replay(body, receive)
+            receive = replay_body(body, receive)
 
         if not path.startswith(PUBLIC_PREFIXES) and not is_signed_in(session):
             wants_page = scope["method"] in ("GET", "HEAD") and not path.startswith(
@@ -260,19 +262,6 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 async def _plain(send: Send, status: int, message: str, *, json_body: bool = False) -> None:

@@ -38,7 +38,7 @@ from edge.schema import StoredEvent
 
 from . import Decision
 from .journal import Journal
-from .sqlite import SQLiteStore, _stored_row
+from .sqlite import SQLiteStore, stored_row
 
 log = logging.getLogger("capi_edge.store")
 
@@ -74,7 +74,7 @@ _decode = msgspec.msgpack.Decoder(list[JournalRow]).decode
 def encode_record(items: Sequence[tuple[StoredEvent, Sequence[Decision]]]) -> bytes:
     rows = []
     for event, decisions in items:
-        body, visitor, ip = _stored_row(event, decisions)
+        body, visitor, ip = stored_row(event, decisions)
         rows.append(
             JournalRow(
                 event.event_id,

@@ -311,7 +311,7 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
             raise StoreError("the store is not open")
         rows: list[EventRow] = []
         for event, decisions in items:
-            body, visitor, ip = _stored_row(event, decisions)
+            body, visitor, ip = stored_row(event, decisions)
             rows.append(((event.event_id, event.received_at, body, visitor, ip), decisions))
         future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
         self._jobs.append(_Append(rows, future))
@@ -478,7 +478,7 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
         return await self._submit(run)
 
 
-def _stored_row(
+def stored_row(
     event: StoredEvent, decisions: Sequence[Decision]
 ) -> tuple[bytes, str | None, str | None]:
     """The body (never with the full IP), the visitor key and the IP column for an event."""
