@@ -16,17 +16,8 @@ from edge.settings import Settings, parse
 
 from . import geodb
 from .support import API_KEY, Platforms, base_config, to_toml
+from .support import SAFARI_UA as UA
 
-UA = (
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Version/17.0 Safari/605.1.15"
-)
-GRANTED = {
-    "ad_storage": "granted",
-    "analytics_storage": "granted",
-    "ad_user_data": "granted",
-    "ad_personalization": "granted",
-}
-DENIED = {k: "denied" for k in GRANTED}
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 PROXY = "127.0.0.1"  # a trusted proxy by default: the visitor's address comes in XFF
 

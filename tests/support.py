@@ -49,6 +49,28 @@ def to_toml(config: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# What the flow tests send as a browser: Safari on macOS, and a banner's answers.
+SAFARI_UA = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Version/17.0 Safari/605.1.15"
+)
+GRANTED = dict.fromkeys(
+    ("ad_storage", "analytics_storage", "ad_user_data", "ad_personalization"), "granted"
+)
+DENIED = dict.fromkeys(GRANTED, "denied")
+
+
+def sink_events(sinks: str, platform: str) -> list[dict[str, Any]]:
+    """Every event a recording sink (``capi-edge sinks``) accepted for a platform that
+    batches them in ``data`` (Meta, TikTok)."""
+    entries = httpx.get(f"{sinks}/requests", params={"platform": platform}).json()
+    return [
+        event
+        for entry in entries
+        if entry["method"] == "POST" and entry["answered"] == 200
+        for event in entry["json"]["data"]
+    ]
+
+
 def base_config(database: str, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "site": {"domains": ["shop.example"], "default_country": "US"},

@@ -23,9 +23,6 @@ from edge.settings import parse
 from . import geodb
 from .edgeapp import (
     AUTH,
-    DENIED,
-    GRANTED,
-    UA,
     event_id,
     hit,
     set_cookies,
@@ -33,7 +30,17 @@ from .edgeapp import (
     statuses,
     stored,
 )
-from .support import CREDENTIALS, META_HOST, TIKTOK_HOST, base_config, to_toml, wait_until
+from .support import (
+    CREDENTIALS,
+    DENIED,
+    GRANTED,
+    META_HOST,
+    TIKTOK_HOST,
+    base_config,
+    to_toml,
+    wait_until,
+)
+from .support import SAFARI_UA as UA
 from .tcfcodec import accept_all, reject_all
 
 MORE_DESTINATIONS = {

@@ -15,19 +15,11 @@ from edge.schema import Client, Consent, Data, Ids, Page, StoredEvent, User
 from edge.settings import DestinationSettings, parse
 from tags import PLATFORMS
 
-from .support import CREDENTIALS, to_toml
+from .support import CREDENTIALS, GRANTED, to_toml
+from .support import SAFARI_UA as UA
 from .tcfcodec import Tc, accept_all, encode, reject_all
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "consent.md"
-UA = (
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Version/17.0 Safari/605.1.15"
-)
-GRANTED = {
-    "ad_storage": "granted",
-    "analytics_storage": "granted",
-    "ad_user_data": "granted",
-    "ad_personalization": "granted",
-}
 # Columns: destinations that decide alike share one.
 COLUMNS = {
     "Meta, TikTok, Pinterest, Snapchat, Reddit": "meta",

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import json
 
-from .support import API_KEY, META_HOST, respond, wait_until
+from .support import API_KEY, DENIED, GRANTED, META_HOST, respond, wait_until
+from .support import SAFARI_UA as UA
 
-GRANTED = dict.fromkeys(
-    ("ad_storage", "analytics_storage", "ad_user_data", "ad_personalization"), "granted"
-)
-DENIED = dict.fromkeys(GRANTED, "denied")
-UA = (
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Version/17.0 Safari/605.1.15"
-)
 HEADERS = {"content-type": "text/plain", "user-agent": UA}
 
 

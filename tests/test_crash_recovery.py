@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .support import base_config, to_toml, wait_until
+from .support import base_config, sink_events, to_toml, wait_until
 
 pytestmark = pytest.mark.slow
 EVENTS = 25
@@ -73,13 +73,7 @@ def sinks(tmp_path: Path) -> Iterator[str]:
 
 
 def delivered_ids(sinks: str, platform: str) -> set[str]:
-    received = httpx.get(f"{sinks}/requests", params={"platform": platform}).json()
-    return {
-        event["event_id"]
-        for entry in received
-        if entry["answered"] == 200 and entry["method"] == "POST"
-        for event in entry["json"]["data"]
-    }
+    return {event["event_id"] for event in sink_events(sinks, platform)}
 
 
 @pytest.mark.parametrize("ingest", ["journal", "direct"])

@@ -11,8 +11,8 @@ from edge.enrich import client_ip, is_bot, truncate_ip
 from edge.geo import Geo, GeoError
 
 from . import geodb
-from .edgeapp import GRANTED, event_id, hit, statuses, stored
-from .support import META_HOST, wait_until
+from .edgeapp import event_id, hit, statuses, stored
+from .support import GRANTED, META_HOST, wait_until
 
 TRUSTED = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8"))
 

@@ -9,6 +9,7 @@ import time
 
 from .support import (
     API_KEY,
+    GRANTED,
     META_HOST,
     META_TOKEN,
     TIKTOK_HOST,
@@ -16,13 +17,8 @@ from .support import (
     respond,
     wait_until,
 )
+from .support import SAFARI_UA as UA
 
-GRANTED = {
-    "ad_storage": "granted",
-    "analytics_storage": "granted",
-    "ad_user_data": "granted",
-    "ad_personalization": "granted",
-}
 LANDING = (
     "https://shop.example/p/1?fbclid=IwAR2Xyz_AbC-9&ttclid=E.C.P.abc123XYZ&gclid=Cj0KCQ_gclid-1"
 )
@@ -47,11 +43,6 @@ def purchase(**extra: object) -> dict[str, object]:
 def post(client, body, **kw):  # noqa: ANN001, ANN201
     kw.setdefault("headers", {"content-type": "text/plain;charset=UTF-8", "user-agent": UA})
     return client.post("/collect", content=json.dumps(body), **kw)
-
-
-UA = (
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Version/17.0 Safari/605.1.15"
-)
 
 
 def test_granted_hit_sets_cookies_and_reaches_both_platforms_with_one_event_id(

@@ -25,8 +25,9 @@ from edge.schema import Client, Consent, Data, Ids, Page, StoredEvent
 from tags import TAGS
 from tags.base import Destination
 
-from .edgeapp import GRANTED, UA, event_id, hit, set_cookies, stored
-from .support import CREDENTIALS
+from .edgeapp import event_id, hit, set_cookies, stored
+from .support import CREDENTIALS, GRANTED
+from .support import SAFARI_UA as UA
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 NOW = 1_763_900_000.0

@@ -20,7 +20,17 @@ from edge.settings import parse
 from edge.store import Decision
 from edge.store.journaled import JournaledStore, applied_seq, journal_directory
 
-from .support import API_KEY, META_HOST, TIKTOK_HOST, base_config, respond, to_toml, wait_until
+from .support import (
+    API_KEY,
+    DENIED,
+    GRANTED,
+    META_HOST,
+    TIKTOK_HOST,
+    base_config,
+    respond,
+    to_toml,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -281,18 +291,14 @@ def test_journaled_hits_reach_the_platform_once_per_event_id(make_edge, platform
 def test_a_withdrawal_cancels_what_is_still_only_in_the_journal(make_edge, platforms, tmp_path):
     platforms.default[META_HOST] = respond(503, {"error": {"message": "down"}})
     client = journal_edge(make_edge, tmp_path)
-    granted = dict.fromkeys(
-        ("ad_storage", "analytics_storage", "ad_user_data", "ad_personalization"), "granted"
-    )
     hit = {"event": "purchase", "event_id": "w-1", "page": {"url": "https://shop.example/t"}}
-    first = client.post("/collect", content=json.dumps({**hit, "consent": granted}))
+    first = client.post("/collect", content=json.dumps({**hit, "consent": GRANTED}))
     assert first.status_code == 200
     for cookie in first.headers.get_list("set-cookie"):
         name, value = cookie.split(";", 1)[0].split("=", 1)
         client.cookies.set(name, value)
-    denied = dict.fromkeys(granted, "denied")
     refusal = {"event": "consent_update", "page": {"url": "https://shop.example/t"}}
-    answer = client.post("/consent", content=json.dumps({**refusal, "consent": denied}))
+    answer = client.post("/consent", content=json.dumps({**refusal, "consent": DENIED}))
     assert answer.status_code == 204
     status = client.get("/v1/events/w-1", headers={"authorization": f"Bearer {API_KEY}"})
     meta = status.json()["destinations"]["meta"]

@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import sink_events
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CAPI_EDGE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -128,13 +130,7 @@ class Demo:
 
     def received(self, platform: str) -> list[dict[str, Any]]:
         """Every event the platform's sink accepted (Meta and TikTok both batch in ``data``)."""
-        entries = httpx.get(f"{self.sinks}/requests", params={"platform": platform}).json()
-        return [
-            event
-            for entry in entries
-            if entry["method"] == "POST" and entry["answered"] == 200
-            for event in entry["json"]["data"]
-        ]
+        return sink_events(self.sinks, platform)
 
     def batch_with(self, platform: str, event_id: str) -> dict[str, Any]:
         """The request body in which the platform's sink received ``event_id``."""

@@ -35,7 +35,7 @@ from tests.browser.support import (
     require,
     wait_for,
 )
-from tests.support import base_config, to_toml
+from tests.support import base_config, sink_events, to_toml
 
 SITE_HOST, EDGE_HOST = "shop.test", "t.shop.test"
 OTHER_EDGE_HOST = "edge.other.test"  # an edge on another registrable domain (wrong on purpose)
@@ -209,13 +209,7 @@ class Stack:
         )
 
     def received(self, platform: str) -> list[dict[str, Any]]:
-        entries = httpx.get(f"{self.sinks}/requests", params={"platform": platform}).json()
-        return [
-            event
-            for entry in entries
-            if entry["method"] == "POST" and entry["answered"] == 200
-            for event in entry["json"]["data"]
-        ]
+        return sink_events(self.sinks, platform)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.log.name}\n{p.output()[-2000:]}" for p in self.processes)
