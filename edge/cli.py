@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -13,6 +14,10 @@ from edge.errors import ConfigError
 EXIT_CONFIG = 2
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+# Container allocations between young-generation collections (CPython's default: 700).
+# A hit allocates a few hundred; at the default, the older generations are collected so
+# often that rescanning what a loaded app keeps alive cost about a tenth of a hit's CPU.
+GC_YOUNG_THRESHOLD = 20_000
 
 
 def serve_app(app: Any, *, host: str, port: int, log_level: str, access_log: bool) -> None:
@@ -24,6 +29,7 @@ def serve_app(app: Any, *, host: str, port: int, log_level: str, access_log: boo
 
     from edge.dispatcher import STOP_GRACE_SECONDS
 
+    tune_gc()
     uvicorn.run(
         app,
         host=host,
@@ -36,6 +42,21 @@ def serve_app(app: Any, *, host: str, port: int, log_level: str, access_log: boo
         server_header=False,
         timeout_graceful_shutdown=int(STOP_GRACE_SECONDS) + 5,
     )
+
+
+def tune_gc() -> None:
+    """Collect less often, and never rescan what exists once the app is built.
+
+    Everything alive now (modules, settings, tag tables, the user-agent parser's patterns)
+    lives as long as the process: ``gc.freeze`` moves it out of the collector's sight, so
+    full collections only walk what requests left behind. Reference counting still frees
+    almost everything at once; the collector is only for cycles, and those wait a little
+    longer.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -113,6 +134,7 @@ def _sinks(args: argparse.Namespace) -> int:
 def _indexer(args: argparse.Namespace) -> int:
     from edge.indexer import run_indexer
 
+    tune_gc()  # a batch allocates thousands of objects: the same reasoning as serve
     return run_indexer(args.database, durability=args.durability, supervised=args.supervised)
 
 
