@@ -56,7 +56,7 @@ class EdgeApp(Starlette):
 
     Those requests come by the thousand; ``HitRoutes`` applies the same limits (CORS, body
     limit, rate limit) and error answers to them in one layer. An unexpected error there
-    still gets a plain 500 from the server, as from Starlette's own error middleware.
+    is logged with its traceback and answered 500 in JSON (``edge.hits.INTERNAL_ERROR``).
     """
 
     hit_routes: Callable[[ASGIApp], ASGIApp] | None = None

@@ -141,6 +141,13 @@ STORE_UNAVAILABLE = json_response(
     [(b"retry-after", b"5")],
 )
 
+# A bug, not the client's fault and not the store's: the traceback goes to the log, the
+# client gets JSON (with CORS, so the loader can read it) rather than a bare 500.
+INTERNAL_ERROR = json_response(
+    {"error": "internal", "message": "the edge failed on this request; its log says why"},
+    500,
+)
+
 Endpoint = Callable[[HitRequest], Awaitable[HitResponse]]
 
 
@@ -197,6 +204,9 @@ class HitRoutes:
             response = STORE_UNAVAILABLE
         except ClientDisconnect:  # nobody left to answer
             return
+        except Exception:
+            log.exception("unexpected error on POST %s", scope["path"])
+            response = INTERNAL_ERROR
         await response.send(send, extra)
 
 
@@ -211,6 +221,7 @@ def set_cookies(cookies: Iterable[Cookie]) -> list[Header]:
 
 
 __all__ = [
+    "INTERNAL_ERROR",
     "NO_STORE",
     "STORE_UNAVAILABLE",
     "HitHeaders",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from starlette.responses import JSONResponse
 
 from edge.errors import InvalidEvent, StoreError
 from edge.hits import (
+    INTERNAL_ERROR,
     NO_STORE,
     STORE_UNAVAILABLE,
     HitHeaders,
@@ -19,6 +21,7 @@ from edge.hits import (
     error_response,
     json_response,
 )
+from edge.middleware import CORS
 
 Message = dict[str, Any]
 
@@ -132,6 +135,26 @@ async def test_errors_answer_as_the_apps_exception_handlers_do() -> None:
     assert start["status"] == 503 and (b"retry-after", b"5") in start["headers"]
     assert json.loads(body["body"])["error"] == "unavailable"
     assert await run(routes, scope(path="/c")) == []  # nobody left to answer
+
+
+@pytest.mark.anyio
+async def test_an_unexpected_error_is_logged_and_answered_500_in_json(caplog) -> None:
+    async def broken(request: HitRequest) -> HitResponse:
+        raise RuntimeError("a bug")
+
+    cors = CORS(("shop.example",))
+    routes = HitRoutes(None, endpoints={"/collect": broken}, cors=cors)  # type: ignore[arg-type]
+    request = scope()
+    request["headers"] = [*request["headers"], (b"origin", b"https://shop.example")]
+    with caplog.at_level(logging.ERROR, logger="capi_edge"):
+        start, body = await run(routes, request, b"{}")
+    assert start["status"] == 500
+    assert json.loads(body["body"])["error"] == "internal"
+    assert (b"access-control-allow-origin", b"https://shop.example") in start["headers"]
+    assert body["body"] == INTERNAL_ERROR.body
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "POST /collect" in record.getMessage()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
 
 
 @pytest.mark.parametrize(
