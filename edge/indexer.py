@@ -27,7 +27,7 @@ import threading
 from pathlib import Path
 
 from edge.store import Decision
-from edge.store.journal import JournalReader
+from edge.store.journal_reader import JournalReader
 from edge.store.journaled import CURSOR_TABLE, applied_seq, decode_record, journal_directory
 from edge.store.sqlite import BUSY_TIMEOUT_MS, insert_events
 

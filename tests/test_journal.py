@@ -19,7 +19,9 @@ import pytest
 
 from edge.errors import StoreError
 from edge.store import journal as journal_module
-from edge.store.journal import MAX_RECORD_BYTES, Journal, JournalReader
+from edge.store.journal import Journal
+from edge.store.journal_reader import JournalReader
+from edge.store.segments import MAX_RECORD_BYTES
 
 REPO = Path(__file__).resolve().parent.parent
 EVERYTHING = 1_000_000  # max_records / max_bytes that never bind in these tests

@@ -4,163 +4,38 @@ The process that answers HTTP appends each accepted batch as one record and ackn
 once the record is durable (``Journal``); the indexer, a process of its own, reads the records
 in order (``JournalReader``). Nothing here knows what a record holds.
 
-Layout: a directory of segments, each named by the seq of its first record, zero-padded to 20
-digits (``00000000000000000001.journal``). A frame is the header ``<IIQ`` (payload length,
-CRC32 of the seq's 8 little-endian bytes followed by the payload, seq), then the payload.
-Within a segment the seqs go up by one, so a segment's name is the seq its first frame must
-carry; a gap in the numbering starts a new segment. A frame that is cut short, or whose seq or
-checksum is wrong, ends the valid data: acknowledgement waits for the sync, so those bytes
-were never acknowledged.
-
-Seqs are never reused, not even those of a flush that failed: readers see bytes before they
-are synced, so the indexer may already hold such a record, and would take a later record with
-the same seq for one it had applied. A failed flush therefore leaves a gap (the next flush
-starts a new segment), and so does ``Journal.open(after=...)`` past the journal's end.
+The files' layout, and why a failed flush leaves a gap, are in ``edge.store.segments``;
+the reading end is ``edge.store.journal_reader``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import errno
 import fcntl
 import functools
 import logging
 import os
-import struct
-import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.errors import StoreError
 
+from .segments import (
+    DIRECTORY_MODE,
+    MAX_RECORD_BYTES,
+    SEGMENT_BYTES,
+    SEGMENT_MODE,
+    frames,
+    fsync_directory,
+    reason,
+    segment_firsts,
+    segment_name,
+    valid_end,
+)
+
 log = logging.getLogger("capi_edge.store")
-
-HEADER = struct.Struct("<IIQ")  # payload length, CRC32 of (seq bytes + payload), seq
-HEADER_SIZE = HEADER.size
-SEQ = struct.Struct("<Q")
-MAX_RECORD_BYTES = 16 * 1024 * 1024
-SEGMENT_BYTES = 64 * 1024 * 1024  # a segment this large gets no more records
-READ_CHUNK_BYTES = 256 * 1024  # a reader fetches frames this many bytes at a time
-SEGMENT_SUFFIX = ".journal"
-SEGMENT_NAME_DIGITS = 20
-DIRECTORY_MODE = 0o700
-SEGMENT_MODE = 0o600
-
-
-def segment_name(first_seq: int) -> str:
-    return f"{first_seq:0{SEGMENT_NAME_DIGITS}d}{SEGMENT_SUFFIX}"
-
-
-def _segments(directory: Path) -> list[int]:
-    """The first seqs of the directory's segments, oldest first."""
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return []
-    digits = SEGMENT_NAME_DIGITS
-    return sorted(
-        int(name[:digits])
-        for name in names
-        if len(name) == digits + len(SEGMENT_SUFFIX)
-        and name.endswith(SEGMENT_SUFFIX)
-        and name[:digits].isascii()
-        and name[:digits].isdigit()
-    )
-
-
-def _checksum(seq: int, payload: bytes | memoryview) -> int:
-    return zlib.crc32(payload, zlib.crc32(SEQ.pack(seq)))
-
-
-def _frames(first_seq: int, payloads: list[bytes]) -> bytes:
-    parts: list[bytes] = []
-    for seq, payload in enumerate(payloads, first_seq):
-        parts.append(HEADER.pack(len(payload), _checksum(seq, payload), seq))
-        parts.append(payload)
-    return b"".join(parts)
-
-
-def _reason(err: BaseException) -> str:
-    """What went wrong, for a message: never the data involved."""
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    return type(err).__name__
-
-
-class _Window:
-    """One segment as far as it is written now, fetched a chunk at a time: many small frames
-    cost one read, and a payload that is skipped over is not read at all unless it shares a
-    chunk with a header."""
-
-    __slots__ = ("fd", "size", "start", "data", "last_length")
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.size = os.fstat(fd).st_size
-        self.start = 0
-        self.data = b""
-        self.last_length = 0  # of the last frame's payload
-
-    def get(self, offset: int, length: int, ahead: int = READ_CHUNK_BYTES) -> memoryview | None:
-        """The bytes at [offset, offset + length), or None if the segment does not hold them.
-        A read fetches ``ahead`` bytes if that is more."""
-        if offset + length > self.size:
-            return None
-        index = offset - self.start
-        if index < 0 or index + length > len(self.data):
-            chunk = min(max(length, ahead), self.size - offset)
-            self.data, self.start, index = os.pread(self.fd, chunk, offset), offset, 0
-            if len(self.data) < length:  # truncated since the fstat (a failed flush)
-                return None
-        return memoryview(self.data)[index : index + length]
-
-    def frame(self, offset: int, seq: int) -> tuple[int, int] | None:
-        """(payload length, checksum) of the frame at offset, if it is whole and carries seq."""
-        # After a payload larger than a chunk the next one is likely large too: fetch the
-        # header alone, so that skipping it reads nothing more.
-        large = self.last_length >= READ_CHUNK_BYTES
-        header = self.get(offset, HEADER_SIZE, HEADER_SIZE if large else READ_CHUNK_BYTES)
-        if header is None:
-            return None
-        length, checksum, found = HEADER.unpack(header)
-        self.last_length = length
-        if found != seq or length > MAX_RECORD_BYTES:
-            return None
-        if offset + HEADER_SIZE + length > self.size:
-            return None
-        return length, checksum
-
-    def payload(self, offset: int, seq: int, length: int, checksum: int) -> memoryview | None:
-        """The frame's payload, if it matches its checksum."""
-        payload = self.get(offset + HEADER_SIZE, length)
-        if payload is None or _checksum(seq, payload) != checksum:
-            return None
-        return payload
-
-
-def _valid_end(fd: int, first_seq: int) -> tuple[int, int]:
-    """(offset just past the segment's last valid frame, that frame's seq); the seq is
-    first_seq - 1 when the segment holds none."""
-    window = _Window(fd)
-    offset, seq = 0, first_seq
-    while (frame := window.frame(offset, seq)) is not None:
-        length, checksum = frame
-        if window.payload(offset, seq, length, checksum) is None:
-            break
-        offset += HEADER_SIZE + length
-        seq += 1
-    return offset, seq - 1
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Journal:
@@ -215,7 +90,7 @@ class Journal:
             self._recover(after)
         except OSError as err:
             self._close_files()
-            raise StoreError(f"journal {self.directory} cannot be opened: {_reason(err)}") from err
+            raise StoreError(f"journal {self.directory} cannot be opened: {reason(err)}") from err
         except BaseException:
             self._close_files()
             raise
@@ -225,14 +100,14 @@ class Journal:
         created = not self.directory.exists()
         self.directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
         if created and self.sync:
-            _fsync_directory(self.directory.parent)
+            fsync_directory(self.directory.parent)
         self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(self._dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             # Two writers would interleave frames and lose acknowledged records.
             raise StoreError(f"journal {self.directory} is open in another writer") from None
-        segments = _segments(self.directory)
+        segments = segment_firsts(self.directory)
         last = 0
         # Usually only the newest segment is read; when it holds no valid record, the last
         # record is in an older one.
@@ -243,7 +118,7 @@ class Journal:
                 fd = os.open(path, (os.O_RDWR | os.O_APPEND) if newest else os.O_RDONLY)
             except FileNotFoundError:
                 continue  # released by a reader meanwhile
-            end, last_in_segment = _valid_end(fd, first)
+            end, last_in_segment = valid_end(fd, first)
             if newest:
                 size = os.fstat(fd).st_size
                 if end < size:
@@ -316,7 +191,7 @@ class Journal:
             if isinstance(error, StoreError):
                 message = str(error)
             else:
-                message = f"journal {self.directory}: the flush failed ({_reason(error)})"
+                message = f"journal {self.directory}: the flush failed ({reason(error)})"
             for waiter in waiters:
                 if not waiter.done():
                     failure = StoreError(message)  # one each: they are raised in many tasks
@@ -336,7 +211,7 @@ class Journal:
             ):
                 self._start_segment(first)
             assert self._fd is not None
-            data = _frames(first, payloads)
+            data = frames(first, payloads)
             with memoryview(data) as view:
                 written = 0
                 while written < len(view):
@@ -351,7 +226,7 @@ class Journal:
             if not isinstance(err, OSError):
                 raise
             segment = self.directory / segment_name(self._segment)
-            raise StoreError(f"journal segment {segment}: {_reason(err)}") from err
+            raise StoreError(f"journal segment {segment}: {reason(err)}") from err
         self._size += len(data)
         self._segment_next = first + len(payloads)
 
@@ -401,148 +276,3 @@ class Journal:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._fd = self._dir_fd = None
-
-
-@dataclass(slots=True)
-class _Cursor:
-    segment: int  # the segment's first seq
-    offset: int  # where its next frame starts
-    seq: int  # the seq that frame must carry
-
-
-@dataclass(slots=True)
-class _Batch:
-    max_records: int
-    max_bytes: int
-    records: list[tuple[int, bytes]] = field(default_factory=list)
-    size: int = 0
-
-    def full(self, length: int) -> bool:
-        """Whether a record of this length no longer fits (the first always does)."""
-        if len(self.records) >= self.max_records:
-            return True
-        return bool(self.records) and self.size + length > self.max_bytes
-
-
-class JournalReader:
-    """The reading end: any number of them, in any process, alongside the writer.
-
-    A reader keeps its position (segment, offset, seq) between calls, so reading on from the
-    last seq it returned costs no search. Not safe for use by several threads at once.
-    """
-
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-        self._cursor: _Cursor | None = None
-        self._behind = -1  # every record up to this seq lies behind the cursor
-        self._fd: int | None = None  # the cursor's segment, opened read-only
-        self._fd_segment = 0
-
-    def read(self, after_seq: int, max_records: int, max_bytes: int) -> list[tuple[int, bytes]]:
-        """(seq, payload) of the records after after_seq, in order: at most max_records, and
-        at most max_bytes of payload unless the first record alone is larger.
-
-        Stops at the end of the valid data: a frame still being written is left for a later
-        call.
-        """
-        batch = _Batch(max_records, max_bytes)
-        self._advance(after_seq, batch)
-        return batch.records
-
-    def pending(self, after_seq: int) -> bool:
-        """Whether a whole frame of a record after after_seq is on disk (read checks its
-        checksum).
-
-        Cost when there is none and after_seq is where the last call left off (an idle poll):
-        one fstat of the current segment and one listing of the directory; no data is read.
-        """
-        return self._advance(after_seq, _Batch(0, 0))
-
-    def release(self, upto_seq: int) -> None:
-        """Delete the segments whose records are all <= upto_seq, except the newest (the
-        writer may still be appending to it)."""
-        segments = _segments(self.directory)
-        for first, following in zip(segments, segments[1:], strict=False):
-            if following - 1 > upto_seq:
-                break
-            if self._fd_segment == first:
-                self._close_fd()
-            with contextlib.suppress(FileNotFoundError):  # another reader was first
-                os.unlink(self.directory / segment_name(first))
-
-    def close(self) -> None:
-        self._close_fd()
-        self._cursor = None
-
-    def _advance(self, after: int, batch: _Batch) -> bool:
-        """Skip the records up to after, then fill batch; True if a record did not fit."""
-        cursor = self._cursor
-        if cursor is None or self._behind != after:
-            cursor = self._cursor = self._seek(after)
-            if cursor is None:
-                return False
-        try:
-            while not self._scan(cursor, after, batch):
-                later = self._later(cursor.segment)
-                if later is None:
-                    return False
-                # A later segment exists, so the writer is done with this one: take what it
-                # added since the scan, then move on.
-                if self._scan(cursor, after, batch):
-                    return True
-                cursor.segment = cursor.seq = later
-                cursor.offset = 0
-            return True
-        finally:
-            self._behind = batch.records[-1][0] if batch.records else after
-
-    def _seek(self, after: int) -> _Cursor | None:
-        """The start of the segment holding after + 1, judged by the segments' names."""
-        segments = _segments(self.directory)
-        if not segments:
-            return None
-        first = segments[max(bisect.bisect_right(segments, after + 1) - 1, 0)]
-        return _Cursor(first, 0, first)
-
-    def _scan(self, cursor: _Cursor, after: int, batch: _Batch) -> bool:
-        """Read on in the cursor's segment to its valid end; True if a record did not fit."""
-        fd = self._open(cursor.segment)
-        if fd is None:
-            return False  # released: every record in it was applied
-        window = _Window(fd)
-        while (frame := window.frame(cursor.offset, cursor.seq)) is not None:
-            length, checksum = frame
-            if cursor.seq > after:  # frames up to after are skipped by their header alone
-                if batch.full(length):
-                    return True
-                payload = window.payload(cursor.offset, cursor.seq, length, checksum)
-                if payload is None:
-                    return False
-                batch.records.append((cursor.seq, bytes(payload)))
-                batch.size += length
-            cursor.offset += HEADER_SIZE + length
-            cursor.seq += 1
-        return False
-
-    def _later(self, segment: int) -> int | None:
-        for first in _segments(self.directory):
-            if first > segment:
-                return first
-        return None
-
-    def _open(self, segment: int) -> int | None:
-        if self._fd is not None and self._fd_segment == segment:
-            return self._fd
-        self._close_fd()
-        try:
-            self._fd = os.open(self.directory / segment_name(segment), os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        self._fd_segment = segment
-        return self._fd
-
-    def _close_fd(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            self._fd_segment = 0
-            os.close(fd)
