@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sqlite3
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -59,19 +61,35 @@ def rows(database: Path, sql: str) -> list[tuple[object, ...]]:
         return conn.execute(sql).fetchall()
 
 
-@pytest.mark.anyio
-async def test_acknowledged_from_the_journal_and_filed_by_the_indexer(tmp_path: Path) -> None:
-    database = tmp_path / "s.db"
+@contextlib.asynccontextmanager
+async def journaled(database: Path) -> AsyncIterator[JournaledStore]:
+    """An open store whose indexer the test runs itself (``index``)."""
     store = JournaledStore(database, start_indexer=False)
     await store.open()
     try:
+        yield store
+    finally:
+        await store.close()
+
+
+def index(database: Path) -> int:
+    """File everything the journal holds now, as the indexer process would; how many events."""
+    indexer = Indexer(database)
+    try:
+        return indexer.drain()
+    finally:
+        indexer.close()
+
+
+@pytest.mark.anyio
+async def test_acknowledged_from_the_journal_and_filed_by_the_indexer(tmp_path: Path) -> None:
+    database = tmp_path / "s.db"
+    async with journaled(database) as store:
         assert await store.append([(event("a", ip="203.0.113.7"), PENDING)]) == [True]
         assert await store.append([(event("b"), PENDING), (event("c"), PENDING)]) == [True, True]
         # acknowledged, durable in the journal, not yet in the tables
         assert rows(database, "SELECT COUNT(*) FROM events") == [(0,)]
-        indexer = Indexer(database)
-        assert indexer.drain() == 3
-        indexer.close()
+        assert index(database) == 3
         stored = dict(rows(database, "SELECT event_id, ip FROM events"))
         assert stored == {"a": "203.0.113.7", "b": None, "c": None}
         body = rows(database, "SELECT body FROM events WHERE event_id = 'a'")[0][0]
@@ -81,8 +99,6 @@ async def test_acknowledged_from_the_journal_and_filed_by_the_indexer(tmp_path: 
             ("meta", "pending", "queued"),
             ("tiktok", "skipped", "gpc"),
         ]
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
@@ -90,48 +106,34 @@ async def test_a_read_waits_for_the_indexer_to_reach_what_was_acknowledged(
     tmp_path: Path,
 ) -> None:
     database = tmp_path / "s.db"
-    store = JournaledStore(database, start_indexer=False)
-    await store.open()
-    try:
+    async with journaled(database) as store:
         await store.append([(event("late"), PENDING)])
         read = asyncio.ensure_future(store.get_event("late"))
         await asyncio.sleep(0.05)
         assert not read.done()  # nothing filed yet: the read must not answer "not found"
-        indexer = Indexer(database)
-        await asyncio.to_thread(indexer.drain)
-        indexer.close()
+        await asyncio.to_thread(index, database)
         found = await asyncio.wait_for(read, 5)
         assert found is not None and found.event_id == "late"
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
 async def test_a_repeated_event_id_is_filed_once(tmp_path: Path) -> None:
     database = tmp_path / "s.db"
-    store = JournaledStore(database, start_indexer=False)
-    await store.open()
-    try:
+    async with journaled(database) as store:
         assert await store.append([(event("dup"), PENDING)]) == [True]
         # the guess from recently acknowledged ids, for the debug view
         assert await store.append([(event("dup", t=1_763_900_050.0), PENDING)]) == [False]
-        indexer = Indexer(database)
-        indexer.drain()
-        indexer.close()
+        index(database)
         assert rows(database, "SELECT event_id, received_at FROM events") == [
             ("dup", 1_763_900_000.0)
         ]
         assert rows(database, "SELECT COUNT(*) FROM deliveries WHERE event_id = 'dup'") == [(2,)]
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
 async def test_two_indexers_never_apply_a_record_twice(tmp_path: Path) -> None:
     database = tmp_path / "s.db"
-    store = JournaledStore(database, start_indexer=False)
-    await store.open()
-    try:
+    async with journaled(database) as store:
         for i in range(200):
             await store.append([(event(f"e{i}"), PENDING)])
         first, second = Indexer(database), Indexer(database)
@@ -151,34 +153,22 @@ async def test_two_indexers_never_apply_a_record_twice(tmp_path: Path) -> None:
         assert rows(database, "SELECT COUNT(*) FROM deliveries") == [(400,)]
         with sqlite3.connect(database) as conn:
             assert applied_seq(conn) == 200
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
 async def test_reopening_continues_the_journal_after_what_was_applied(tmp_path: Path) -> None:
     database = tmp_path / "s.db"
-    store = JournaledStore(database, start_indexer=False)
-    await store.open()
-    await store.append([(event("one"), PENDING)])
-    await store.close()
-    indexer = Indexer(database)
-    indexer.drain()
-    indexer.close()
+    async with journaled(database) as store:
+        await store.append([(event("one"), PENDING)])
+    index(database)
     # Even with the journal's files gone, new records must come after the applied position
     # (otherwise the indexer would take them for applied ones and skip them).
     for segment in journal_directory(database).glob("*.journal"):
         segment.unlink()
-    store = JournaledStore(database, start_indexer=False)
-    await store.open()
-    try:
+    async with journaled(database) as store:
         await store.append([(event("two"), PENDING)])
-        indexer = Indexer(database)
-        assert indexer.drain() == 1
-        indexer.close()
+        assert index(database) == 1
         assert {r[0] for r in rows(database, "SELECT event_id FROM events")} == {"one", "two"}
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
@@ -240,11 +230,9 @@ def test_an_orphaned_indexer_drains_and_exits(tmp_path: Path) -> None:
     database = tmp_path / "s.db"
 
     async def write() -> None:
-        store = JournaledStore(database, start_indexer=False)
-        await store.open()
-        for i in range(50):
-            await store.append([(event(f"o{i}"), PENDING)])
-        await store.close()
+        async with journaled(database) as store:
+            for i in range(50):
+                await store.append([(event(f"o{i}"), PENDING)])
 
     asyncio.run(write())
     # A stand-in for the edge: it starts the indexer as its child, then is killed.
