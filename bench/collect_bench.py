@@ -114,8 +114,6 @@ def serve(kind: str, config: str, port: int) -> None:
 
 
 def request_bytes(port: int, event_id: str) -> bytes:
-    # A distinct event_id per request so the edge stores every one (no dedup shortcut),
-    # random like the UUIDs the loader mints (sequential ids would flatter SQLite's indexes).
     body = BODY.replace(
         b'"event": "add_to_cart"', f'"event": "add_to_cart", "event_id": "{event_id}"'.encode()
     )
@@ -131,12 +129,11 @@ def request_bytes(port: int, event_id: str) -> bytes:
 @dataclass
 class Load:
     port: int
-    requests: int
+    requests: list[bytes]  # built before the clock starts: the client does little while timed
     done: asyncio.Future[None]
     issued: int = 0
     latencies: list[float] = field(default_factory=list)
     errors: list[int] = field(default_factory=list)
-    last_event_id: str = ""
     elapsed: float = 0.0
 
 
@@ -154,23 +151,22 @@ class Connection(asyncio.Protocol):
 
     def send_next(self) -> None:
         load = self.load
-        if load.issued >= load.requests:
+        if load.issued >= len(load.requests):
             return
+        request = load.requests[load.issued]
         load.issued += 1
-        load.last_event_id = str(uuid.uuid4())
         self.started = time.perf_counter()
         assert self.transport is not None
-        self.transport.write(request_bytes(load.port, load.last_event_id))
+        self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         end = self.buffer.find(b"\r\n\r\n")
         if end < 0:
             return
-        length = 0
-        for line in self.buffer[:end].split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
+        head = self.buffer[: end + 2].lower()  # each header line ends in CRLF
+        at = head.find(b"\r\ncontent-length:")
+        length = int(head[at + 17 : head.find(b"\r\n", at + 17)]) if at >= 0 else 0
         if len(self.buffer) < end + 4 + length:
             return
         load = self.load
@@ -179,7 +175,7 @@ class Connection(asyncio.Protocol):
         if status != 200:
             load.errors.append(status)
         self.buffer = self.buffer[end + 4 + length :]
-        if len(load.latencies) == load.requests and not load.done.done():
+        if len(load.latencies) == len(load.requests) and not load.done.done():
             load.done.set_result(None)
         self.send_next()
 
@@ -188,7 +184,8 @@ class Connection(asyncio.Protocol):
             self.load.done.set_exception(ConnectionError("the server closed a connection"))
 
 
-async def drive(port: int, requests: int, concurrency: int) -> Load:
+async def drive(port: int, requests: list[bytes], concurrency: int) -> Load:
+    """Send ``requests``, ``concurrency`` at a time."""
     loop = asyncio.get_running_loop()
     load = Load(port, requests, loop.create_future())
     connections = []
@@ -311,14 +308,18 @@ def wait_indexed(server: Server, event_id: str) -> float:
 
 
 def measure(server: Server, requests: int, concurrency: int) -> dict[str, float]:
+    # A distinct event_id per request so the edge stores every one (no dedup shortcut),
+    # random like the UUIDs the loader mints (sequential ids would flatter SQLite's indexes).
+    event_ids = [str(uuid.uuid4()) for _ in range(requests)]
+    batch = [request_bytes(server.port, event_id) for event_id in event_ids]
     cpu, client_cpu = server.cpu_seconds(), time.process_time()
-    load = run(drive(server.port, requests, concurrency))
+    load = run(drive(server.port, batch, concurrency))
     elapsed = load.elapsed
     client = (time.process_time() - client_cpu) / elapsed
     # Hits are acknowledged once journaled: the round ends when the store holds them all
     # (and, dispatching, when the platforms have them), and the CPU counted includes that.
-    behind = wait_indexed(server, load.last_event_id) if server.name != "bare" else 0.0
-    drained = wait_drained(server, load.last_event_id) if server.name == "edge+dispatch" else 0.0
+    behind = wait_indexed(server, event_ids[-1]) if server.name != "bare" else 0.0
+    drained = wait_drained(server, event_ids[-1]) if server.name == "edge+dispatch" else 0.0
     own, children = server.cpu_seconds()
     return {
         "rps": requests / elapsed,
