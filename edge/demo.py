@@ -12,9 +12,10 @@ from pathlib import Path
 from starlette.responses import FileResponse
 from starlette.routing import Mount, Route
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_CONFIG = ROOT / "examples" / "demo.toml"
-STOREFRONT = ROOT / "examples" / "storefront" / "index.html"
+from edge.assets import example_file
+
+DEMO_CONFIG = example_file("demo.toml")
+STOREFRONT = example_file("storefront/index.html")
 CONFIG_ORIGIN = "http://127.0.0.1:8000"  # the origin examples/demo.toml is written for
 
 

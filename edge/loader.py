@@ -13,7 +13,9 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import Response
 
-LOADER_PATH = Path(__file__).resolve().parent.parent / "static" / "loader.js"
+from edge.assets import static_file
+
+LOADER_PATH = static_file("loader.js")
 CACHE_REVALIDATE = "public, max-age=86400, stale-while-revalidate=604800"
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
 MEDIA_TYPE = "application/javascript; charset=utf-8"
