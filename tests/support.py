@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -217,3 +219,16 @@ MALFORMED: dict[str, tuple[str, str]] = {
     "taboola": ("account_id", "taboola!"),
     "outbrain": ("marketer_id", "zz-not-hex"),
 }
+
+
+@contextlib.asynccontextmanager
+async def opened_store(path: Path) -> AsyncIterator[Any]:
+    """An open ``SQLiteStore`` on ``path``, closed on the way out whatever the test did."""
+    from edge.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

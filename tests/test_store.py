@@ -11,7 +11,8 @@ import pytest
 from edge.errors import StoreError
 from edge.schema import StoredEvent, User, encode_stored
 from edge.store import Decision, Settlement
-from edge.store.sqlite import SETTLE_CHUNK, SQLiteStore
+from edge.store.sqlite import SETTLE_CHUNK
+from tests.support import opened_store
 
 
 @pytest.fixture
@@ -30,9 +31,7 @@ PENDING = [Decision("meta", "pending", "queued"), Decision("tiktok", "skipped", 
 
 @pytest.mark.anyio
 async def test_append_is_idempotent_per_event_id(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
-    await store.open()
-    try:
+    async with opened_store(tmp_path / "s.db") as store:
         assert await store.append([(event("a"), PENDING), (event("b"), PENDING)]) == [True, True]
         assert await store.append([(event("a"), PENDING)]) == [False]
         rows = await store.deliveries("a")
@@ -42,26 +41,20 @@ async def test_append_is_idempotent_per_event_id(tmp_path: Path) -> None:
         ]
         assert (await store.get_event("a")) == event("a")
         assert await store.counts() == {"meta": {"pending": 2}, "tiktok": {"skipped": 2}}
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
 async def test_acknowledged_means_committed_to_disk(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
-    await store.open()
-    await store.append([(event("durable"), PENDING)])
-    # Another connection sees it immediately: the append returned after COMMIT.
-    with sqlite3.connect(tmp_path / "s.db") as other:
-        assert other.execute("SELECT event_id FROM events").fetchall() == [("durable",)]
-    await store.close()
+    async with opened_store(tmp_path / "s.db") as store:
+        await store.append([(event("durable"), PENDING)])
+        # Another connection sees it immediately: the append returned after COMMIT.
+        with sqlite3.connect(tmp_path / "s.db") as other:
+            assert other.execute("SELECT event_id FROM events").fetchall() == [("durable",)]
 
 
 @pytest.mark.anyio
 async def test_claims_lease_and_settle(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
-    await store.open()
-    try:
+    async with opened_store(tmp_path / "s.db") as store:
         await store.append([(event(f"e{i}", 1000.0 + i), PENDING) for i in range(5)])
         first = await store.claim("meta", 3, now=2000.0, lease_seconds=60)
         assert [c.event.event_id for c in first] == ["e0", "e1", "e2"]
@@ -83,44 +76,30 @@ async def test_claims_lease_and_settle(tmp_path: Path) -> None:
         # an expired lease (a crashed holder) makes the row claimable again
         again = await store.claim("meta", 10, now=2062.0, lease_seconds=60)
         assert {c.event.event_id for c in again} == {"e3", "e4"}
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
 async def test_reopening_releases_stale_leases(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
-    await store.open()
-    await store.append([(event("x"), PENDING)])
-    assert len(await store.claim("meta", 10, now=2e9, lease_seconds=3600)) == 1
-    await store.close()
-    reopened = SQLiteStore(tmp_path / "s.db")
-    await reopened.open()
-    try:
+    async with opened_store(tmp_path / "s.db") as store:
+        await store.append([(event("x"), PENDING)])
+        assert len(await store.claim("meta", 10, now=2e9, lease_seconds=3600)) == 1
+    async with opened_store(tmp_path / "s.db") as reopened:
         assert len(await reopened.claim("meta", 10, now=2e9, lease_seconds=60)) == 1
-    finally:
-        await reopened.close()
 
 
 @pytest.mark.anyio
 async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
-    await store.open()
-    try:
+    async with opened_store(tmp_path / "s.db") as store:
         results = await asyncio.gather(
             *(store.append([(event(f"c{i}"), PENDING)]) for i in range(300))
         )
         assert all(r == [True] for r in results)
         assert (await store.counts())["meta"]["pending"] == 300
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
 async def test_a_failing_job_does_not_undo_its_neighbours(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
-    await store.open()
-    try:
+    async with opened_store(tmp_path / "s.db") as store:
 
         def broken(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT INTO no_such_table VALUES (1)")
@@ -131,15 +110,11 @@ async def test_a_failing_job_does_not_undo_its_neighbours(tmp_path: Path) -> Non
         assert results[0] == [True]
         assert isinstance(results[1], Exception)
         assert await store.get_event("kept") is not None
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
 async def test_a_failing_append_does_not_fail_the_appends_committed_with_it(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
-    await store.open()
-    try:
+    async with opened_store(tmp_path / "s.db") as store:
         twice = [Decision("meta", "pending", "queued"), Decision("meta", "pending", "queued")]
         results = await asyncio.gather(
             store.append([(event("before"), PENDING)]),
@@ -151,15 +126,11 @@ async def test_a_failing_append_does_not_fail_the_appends_committed_with_it(tmp_
         assert isinstance(results[1], StoreError)
         assert await store.get_event("broken") is None  # nothing of it was stored
         assert [r.destination for r in await store.deliveries("after")] == ["meta", "tiktok"]
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
 async def test_a_repeated_event_id_in_one_commit_keeps_the_first(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
-    await store.open()
-    try:
+    async with opened_store(tmp_path / "s.db") as store:
         await store.append([(event("stored"), PENDING)])
         skipped = [Decision("meta", "skipped", "gpc")]
         results = await asyncio.gather(
@@ -178,23 +149,17 @@ async def test_a_repeated_event_id_in_one_commit_keeps_the_first(tmp_path: Path)
             ("tiktok", "skipped"),
         ]
         assert len(await store.deliveries("new")) == 2
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
 async def test_big_claims_and_settlements_go_through_in_chunks(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
-    await store.open()
-    try:
+    async with opened_store(tmp_path / "s.db") as store:
         count = SETTLE_CHUNK * 2 + 7
         await store.append([(event(f"e{i:04}", 1000.0 + i), PENDING) for i in range(count)])
         claimed = await store.claim("meta", count, now=5000.0, lease_seconds=60)
         assert [c.event.event_id for c in claimed] == [f"e{i:04}" for i in range(count)]
         await store.settle("meta", [Settlement(c.event.event_id, "sent", "", 1) for c in claimed])
         assert (await store.counts())["meta"] == {"sent": count}
-    finally:
-        await store.close()
 
 
 OLD_LAYOUT = """
@@ -232,16 +197,12 @@ async def test_a_store_keyed_by_destination_first_is_rekeyed_on_open(tmp_path: P
                 " updated_at) VALUES (?, ?, ?, ?, 1000, 1000)",
                 (10 + i, destination, f"old{i}", status),
             )
-    store = SQLiteStore(path)
-    await store.open()
-    try:
+    async with opened_store(path) as store:
         assert [(r.destination, r.status) for r in await store.deliveries("old1")] == [
             ("meta", "pending")
         ]
         assert [c.event.event_id for c in await store.claim("meta", 10, 2000.0, 60)] == ["old1"]
         assert await store.append([(event("new"), PENDING)]) == [True]
-    finally:
-        await store.close()
     with sqlite3.connect(path) as db:
         key = [row[2] for row in db.execute("PRAGMA index_info(sqlite_autoindex_deliveries_1)")]
         indexes = {row[1] for row in db.execute("PRAGMA index_list(deliveries)")}

@@ -9,7 +9,7 @@ import pytest
 
 from edge.schema import Client, Ids, StoredEvent
 from edge.store import Decision, Settlement
-from edge.store.sqlite import SQLiteStore
+from tests.support import opened_store
 
 T = 1_763_900_000.0
 FBP = "fb.1.1763900000000.1234567890"
@@ -42,9 +42,7 @@ def columns(path: Path, event_id: str) -> tuple[str | None, str | None]:
 @pytest.mark.anyio
 async def test_the_full_ip_is_kept_beside_the_event_only_while_a_delivery_needs_it(tmp_path):
     path = tmp_path / "s.db"
-    store = SQLiteStore(path)
-    await store.open()
-    try:
+    async with opened_store(path) as store:
         await store.append([(event("a"), META_PENDING), (event("b"), ALL_SKIPPED)])
         assert (await store.get_event("a")).client.ip is None  # never in the body
         assert columns(path, "a") == ("203.0.113.77", FBP)
@@ -57,16 +55,12 @@ async def test_the_full_ip_is_kept_beside_the_event_only_while_a_delivery_needs_
         assert columns(path, "a") == (None, None)
         kept = await store.get_event("a")
         assert kept is not None and kept.client.ip_truncated == "203.0.113.0"
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
 async def test_cancel_pending_for_a_visitor(tmp_path):
     path = tmp_path / "s.db"
-    store = SQLiteStore(path)
-    await store.open()
-    try:
+    async with opened_store(path) as store:
         await store.append(
             [
                 (event("mine-1"), META_PENDING),
@@ -87,15 +81,11 @@ async def test_cancel_pending_for_a_visitor(tmp_path):
         assert rows[("theirs", "meta")] == ("pending", "queued")
         assert [c.event.event_id for c in await store.claim("meta", 10, T, 60)] == ["theirs"]
         assert await store.cancel_pending([], ["meta"], "x", T) == 0
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
 async def test_a_cancelled_delivery_is_never_queued_again(tmp_path):
-    store = SQLiteStore(tmp_path / "s.db")
-    await store.open()
-    try:
+    async with opened_store(tmp_path / "s.db") as store:
         await store.append([(event("a"), META_PENDING), (event("b"), META_PENDING)])
         claimed = await store.claim("meta", 10, T, 60)  # in flight...
         assert len(claimed) == 2
@@ -109,8 +99,6 @@ async def test_a_cancelled_delivery_is_never_queued_again(tmp_path):
         assert a["meta"] == "cancelled"  # a retry does not bring it back
         assert b["meta"] == "sent"  # it had already gone: the record says so
         assert await store.claim("meta", 10, T + 10, 60) == []
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
@@ -122,11 +110,7 @@ async def test_a_store_from_before_the_consent_columns_is_upgraded(tmp_path):
             " body BLOB NOT NULL)"
         )
         conn.execute("INSERT INTO events VALUES ('old', 1, '{}')")
-    store = SQLiteStore(path)
-    await store.open()
-    try:
+    async with opened_store(path) as store:
         await store.append([(event("new"), META_PENDING)])
         assert columns(path, "new") == ("203.0.113.77", FBP)
         assert columns(path, "old") == (None, None)
-    finally:
-        await store.close()
