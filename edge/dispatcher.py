@@ -219,8 +219,15 @@ class DestinationWorker:
         return f"{seconds // DAY}-day" if seconds % DAY == 0 else f"{seconds // 3600}-hour"
 
     async def _deliver(
-        self, events: Sequence[StoredEvent], attempts: Mapping[str, int], pending: _Pending
+        self,
+        events: Sequence[StoredEvent],
+        attempts: Mapping[str, int],
+        pending: _Pending,
+        *,
+        renewed: bool = False,
     ) -> None:
+        """Build, send and settle ``events``; ``renewed``: the OAuth token was just renewed
+        after a 401 (a second 401 then pauses)."""
         by_id = {e.event_id: e for e in events}
         try:
             destination = await self.authorized()
@@ -249,6 +256,11 @@ class DestinationWorker:
                 )
             )
             group = [by_id[i] for i in built.event_ids]
+            if http_status == 401 and destination.bearer is not None and not renewed:
+                # An exchanged token refused before its expiry (revoked, rotated). The refusal
+                # forgot it: ask for a new one and send again at once instead of pausing.
+                await self._deliver(group, attempts, pending, renewed=True)
+                continue
             if verdict.kind is Kind.SPLIT and verdict.rejected:
                 # The platform named the bad events: dead-letter them, resend the rest once.
                 for event_id, reason in verdict.rejected.items():
@@ -259,12 +271,12 @@ class DestinationWorker:
                         )
                 rest = [e for e in group if e.event_id not in verdict.rejected]
                 if rest:
-                    await self._deliver(rest, attempts, pending)
+                    await self._deliver(rest, attempts, pending, renewed=renewed)
                 continue
             if verdict.kind is Kind.SPLIT and len(group) > 1:
                 middle = len(group) // 2
-                await self._deliver(group[:middle], attempts, pending)
-                await self._deliver(group[middle:], attempts, pending)
+                await self._deliver(group[:middle], attempts, pending, renewed=renewed)
+                await self._deliver(group[middle:], attempts, pending, renewed=renewed)
                 continue
             self._settle(verdict, group, attempts, pending)
 

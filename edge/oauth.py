@@ -1,9 +1,11 @@
-"""Short-lived access tokens for tags that authenticate with OAuth (Google's refresh tokens).
+"""Short-lived access tokens for tags that authenticate with OAuth (Google's refresh tokens,
+LinkedIn's programmatic refresh tokens).
 
 The tag says how to ask (``token_request``) and how to read the answer (``parse_token``);
 this cache does the asking, keeps the token until shortly before it expires, and forgets it
 when the platform refuses it, so the next batch asks again. One exchange at a time per
-destination: a burst of batches must not stampede the token endpoint.
+destination: a burst of batches must not stampede the token endpoint. A ``token_request``
+that answers None means this destination needs no exchange (LinkedIn with a static token).
 """
 
 from __future__ import annotations
@@ -51,16 +53,17 @@ class TokenCache:
         self._tokens.pop(name, None)
 
     async def authorize(self, tag: Tag, destination: Destination, send: Send) -> Destination:
-        """``destination`` with a valid ``bearer`` (unchanged for tags without OAuth)."""
+        """``destination`` with a valid ``bearer`` (unchanged when there is nothing to ask)."""
         token_request = getattr(tag, "token_request", None)
-        if token_request is None:
+        request = token_request(destination) if token_request is not None else None
+        if request is None:  # no OAuth for this tag, or not for this destination's setup
             return destination
         lock = self._locks.setdefault(destination.name, asyncio.Lock())
         async with lock:
             cached = self._tokens.get(destination.name)
             if cached is None or cached.expires_at - EXPIRY_MARGIN_SECONDS <= self.clock():
                 try:
-                    response = await send(token_request(destination))
+                    response = await send(request)
                 except httpx.HTTPError as err:
                     reason = f"token exchange: network: {type(err).__name__}"
                     raise TokenError(Verdict(Kind.RETRY, reason)) from None

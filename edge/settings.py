@@ -257,6 +257,11 @@ def _destination(
             problems.add(f"{path}.{cred.name}", problem)
         else:
             credentials[cred.name] = value
+    # Either/or credentials (LinkedIn: a static token or refresh credentials). A key that is
+    # written but unusable was named above already, so presence alone counts here.
+    present = [c.name for c in spec.credentials if raw.get(c.name) is not None]
+    for key, message in spec.missing_credentials(present).items():
+        problems.add(f"{path}.{key}", message)
 
     options: dict[str, str] = {}
     for option in spec.options:

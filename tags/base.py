@@ -18,7 +18,9 @@ and optionally:
     token_request(destination) -> PlatformRequest    # OAuth: exchange a refresh token; the
     parse_token(response) -> Token                   # dispatcher caches the token until it
                                                      # expires and passes it in
-                                                     # ``destination.bearer``
+                                                     # ``destination.bearer``. None from
+                                                     # token_request: this destination
+                                                     # needs no exchange (a static token)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 import enum
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -111,12 +113,38 @@ class TagSpec:
     # (empty: TCF does not gate this destination; see docs/consent.md).
     tcf_vendor_id: int | None = None
     tcf_purposes: frozenset[int] = frozenset()
+    # Alternative sets of credentials (each key ``required=False``): a destination needs
+    # every key of at least one set. Empty: the ``required`` flags alone decide.
+    credential_sets: tuple[tuple[str, ...], ...] = ()
 
     @property
     def secret_names(self) -> frozenset[str]:
         names = {c.name for c in self.credentials if c.secret}
         names |= {o.name for o in self.options if o.secret}
         return frozenset(names)
+
+    def missing_credentials(self, present: Collection[str]) -> dict[str, str]:
+        """Key -> why it is missing, when ``present`` completes none of ``credential_sets``.
+
+        The set most nearly given names its missing keys (the first set when none is
+        started), and the message points at the other sets.
+        """
+        have = set(present)
+        sets = self.credential_sets
+        if not sets or any(have.issuperset(keys) for keys in sets):
+            return {}
+        chosen = max(sets, key=lambda keys: len(have.intersection(keys)))  # first on a tie
+        hints = {c.name: c.hint for c in self.credentials}
+        others = " or ".join(_listing(keys) for keys in sets if keys != chosen)
+        notes = [f"{_listing(chosen)} go together"] if len(chosen) > 1 else []
+        notes += [f"or set {others} instead"] if others else []
+        why = f" ({'; '.join(notes)})" if notes else ""
+        return {key: f"missing; {hints.get(key, key)}{why}" for key in chosen if key not in have}
+
+
+def _listing(names: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 @dataclass(frozen=True, slots=True)

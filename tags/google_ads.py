@@ -61,7 +61,7 @@ from typing import Any
 
 from edge.schema import StoredEvent, User
 
-from . import pii
+from . import oauth, pii
 from .base import (
     DAY,
     Built,
@@ -667,41 +667,10 @@ def probe_verdict(response: PlatformResponse) -> Verdict:
 # -- OAuth ------------------------------------------------------------------------------------
 
 
-class TokenError(ValueError):
-    """The refresh-token exchange failed; ``verdict`` says what to do (setup, retry, …)."""
-
-    def __init__(self, code: str, verdict: Verdict) -> None:
-        super().__init__(verdict.reason)
-        self.code = code
-        self.verdict = verdict
-
-
 def token_request(destination: Destination) -> PlatformRequest:
-    credentials = destination.credentials
-    form = {
-        "grant_type": "refresh_token",
-        "client_id": credentials["client_id"],
-        "client_secret": credentials["client_secret"],
-        "refresh_token": credentials["refresh_token"],
-    }
-    return PlatformRequest("POST", destination.options.get("token_url", TOKEN_URL), form=form)
+    return oauth.refresh_request(destination, TOKEN_URL)
 
 
 def parse_token(response: PlatformResponse) -> Token:
-    """The access token, or TokenError naming the OAuth error code (never a secret)."""
-    body = response.json()
-    body = body if isinstance(body, dict) else {}
-    token = body.get("access_token")
-    if 200 <= response.status < 300 and isinstance(token, str) and token:
-        return Token(token, float(body.get("expires_in") or 3600))
-    error = body.get("error")
-    code = error if isinstance(error, str) else ""
-    if isinstance(error, dict):  # a Google API-style {"error": {"status": ...}}
-        code = str(error.get("status") or "")
-    code = re.sub(r"[^A-Za-z0-9_]", "", str(code))[:64] or f"http {response.status}"
-    reason = f"google oauth {code}: {OAUTH_HINTS.get(code, 'token exchange failed')}"
-    if response.status == 429:
-        raise TokenError(code, Verdict(Kind.THROTTLED, reason))
-    if response.status >= 500 or response.status < 400 or code == "temporarily_unavailable":
-        raise TokenError(code, Verdict(Kind.RETRY, reason))
-    raise TokenError(code, Verdict(Kind.SETUP, reason))
+    """The access token, or ``tags.oauth.TokenError`` naming the OAuth error code."""
+    return oauth.read_token(response, "google", OAUTH_HINTS)

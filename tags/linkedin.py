@@ -6,7 +6,21 @@
     {"elements": [conversion event, ...]}
 
 * **Auth**: a 3-legged OAuth member token with ``rw_conversions`` (plus ``r_ads`` for the
-  connection test), granted by an ad-account member with a manager role. It lasts 60 days.
+  connection test), granted by an ad-account member with a manager role. It lasts 60 days,
+  so a static ``access_token`` stops working then (401: the destination pauses). Approved
+  Marketing Developer Platform partners get *programmatic refresh tokens* (365 days from
+  the member's consent; using one does not extend that): with ``client_id``,
+  ``client_secret`` and ``refresh_token`` the dispatcher exchanges the refresh token at
+  ``token_url`` (``POST``, form ``grant_type=refresh_token&refresh_token&client_id&
+  client_secret``; answer ``{access_token, expires_in, refresh_token,
+  refresh_token_expires_in}``), keeps the access token until shortly before ``expires_in``
+  and, on a 401, renews it and sends once more before pausing. A destination needs either
+  ``access_token`` or all three refresh keys; with both, the refresh flow wins and
+  ``access_token`` is ignored (its expiry is unknown, so it could only cause a 401). The
+  configured refresh token is kept even if an answer names another (LinkedIn keeps the
+  same one for its fixed lifetime). Exchange errors ``{error, error_description}``:
+  ``invalid_grant`` (refresh token expired or revoked) and other 4xx pause the destination
+  naming the OAuth code, never a secret; 429 throttles; 5xx and network failures retry.
 * **Version**: ``LinkedIn-Version`` is monthly and sunsets about a year after release;
   ``API_VERSION`` is the default, ``api_version`` overrides it. A sunset version answers 426:
   setup, not retried.
@@ -48,7 +62,7 @@ from urllib.parse import quote
 
 from edge.schema import StoredEvent
 
-from . import pii
+from . import oauth, pii
 from .base import (
     DAY,
     Built,
@@ -60,9 +74,11 @@ from .base import (
     PlatformRequest,
     PlatformResponse,
     TagSpec,
+    Token,
     Verdict,
     generic_http_verdict,
 )
+from .oauth import REFRESH_KEYS  # all three, or access_token
 
 API_VERSION = "202604"
 PROTOCOL_VERSION = "2.0.0"
@@ -76,8 +92,21 @@ NO_MATCH_KEY = "no li_fat_id or email to match on"
 MAX_REASON = 200
 # userInfo fields read from the event's other data keys (the schema has no such user fields).
 USER_INFO_FROM_DATA = {"companyName": "company_name", "title": "job_title"}
+TOKEN_URL = "https://www.linkedin.com/oauth/v2/accessToken"  # noqa: S105 - a URL
+OAUTH_HINTS = {
+    "invalid_grant": "the refresh token expired (365 days after the member's consent; "
+    "refreshing does not extend it) or was revoked: authorise the app again and set the new "
+    "refresh_token",
+    "invalid_client": "client_id or client_secret is wrong (LinkedIn Developer Portal → your "
+    "app → Auth)",
+    "unauthorized_client": "this app may not use refresh tokens (programmatic refresh tokens "
+    "are for approved Marketing Developer Platform partners)",
+    "invalid_request": "LinkedIn refused the exchange as malformed: check client_id, "
+    "client_secret and refresh_token",
+}
 _INDEX = re.compile(r"Index:\s*(\d+)")
 _INDICES = re.compile(r"indices\s*\[([\d,\s]+)\]")
+_OPAQUE = r"[A-Za-z0-9_\-.~+/=]{20,4096}"  # OAuth tokens: opaque, URL-safe characters
 
 SPEC = TagSpec(
     name="linkedin",
@@ -90,9 +119,40 @@ SPEC = TagSpec(
             "access_token",
             "Access token",
             "a 3-legged OAuth access token with the rw_conversions scope (and r_ads for the "
-            "connection test), from your LinkedIn developer app; it lasts 60 days",
-            pattern=r"[A-Za-z0-9_\-.~+/=]{20,4096}",
+            "connection test), from your LinkedIn developer app; it lasts 60 days and nothing "
+            "refreshes it",
+            pattern=_OPAQUE,
             secret=True,
+            required=False,
+        ),
+        Credential(
+            "client_id",
+            "OAuth client ID",
+            "your LinkedIn app's Client ID (LinkedIn Developer Portal → your app → Auth); "
+            "with client_secret and refresh_token, access tokens are refreshed automatically "
+            "and access_token is not needed",
+            pattern=r"[A-Za-z0-9]{8,64}",
+            required=False,
+            example="86abcdef0g1h2i",
+        ),
+        Credential(
+            "client_secret",
+            "OAuth client secret",
+            "your LinkedIn app's Primary Client Secret (LinkedIn Developer Portal → your app "
+            "→ Auth)",
+            pattern=r"[A-Za-z0-9_\-.~+/=]{12,512}",
+            secret=True,
+            required=False,
+        ),
+        Credential(
+            "refresh_token",
+            "Refresh token",
+            "a programmatic refresh token from the member's OAuth consent (only for approved "
+            "Marketing Developer Platform partners); it lasts 365 days from that consent and "
+            "refreshing does not extend it",
+            pattern=_OPAQUE,
+            secret=True,
+            required=False,
         ),
         Credential(
             "conversion_id",
@@ -120,6 +180,12 @@ SPEC = TagSpec(
             '"true" also sends first/last name, company and title in plaintext (userInfo)',
             "true|false",
         ),
+        Option(
+            "token_url",
+            f"the OAuth token endpoint refresh tokens are exchanged at (default {TOKEN_URL}); "
+            "point it at a local server in tests",
+            r"https?://\S+",
+        ),
     ),
     limits=Limits(
         max_batch_events=MAX_EVENTS,
@@ -137,12 +203,24 @@ SPEC = TagSpec(
     click_ids=("li_fat_id",),
     test_mode="no test mode at LinkedIn; the connection test reads the conversion rule "
     "(GET /rest/conversions/{id}) or the token's ad accounts, and posts nothing",
+    credential_sets=(("access_token",), REFRESH_KEYS),
 )
+
+
+def refreshes(destination: Destination) -> bool:
+    """Whether the destination refreshes its tokens (then ``access_token`` is ignored)."""
+    return all(destination.credentials.get(key) for key in REFRESH_KEYS)
+
+
+def _token(destination: Destination) -> str:
+    if refreshes(destination):
+        return destination.bearer or ""  # the dispatcher always passes the refreshed token
+    return destination.credentials["access_token"]
 
 
 def _headers(destination: Destination) -> dict[str, str]:
     return {
-        "Authorization": f"Bearer {destination.credentials['access_token']}",
+        "Authorization": f"Bearer {_token(destination)}",
         "LinkedIn-Version": destination.options.get("api_version", API_VERSION),
         "X-Restli-Protocol-Version": PROTOCOL_VERSION,
     }
@@ -308,3 +386,16 @@ def probe_verdict(response: PlatformResponse) -> Verdict:
             "account; the rule or account may not exist)",
         )
     return classify(response, ())
+
+
+# -- OAuth ------------------------------------------------------------------------------------
+
+
+def token_request(destination: Destination) -> PlatformRequest | None:
+    """The refresh-token exchange, or None for a static ``access_token`` (nothing to ask)."""
+    return oauth.refresh_request(destination, TOKEN_URL) if refreshes(destination) else None
+
+
+def parse_token(response: PlatformResponse) -> Token:
+    """The access token, or ``tags.oauth.TokenError`` naming LinkedIn's OAuth error code."""
+    return oauth.read_token(response, "linkedin", OAUTH_HINTS)

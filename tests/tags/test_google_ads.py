@@ -11,6 +11,7 @@ import pytest
 
 from edge.schema import Client, Consent, Data, Ids, User
 from tags import google_ads as tag
+from tags import oauth
 from tags.base import Built, Kind, PlatformRequest, PlatformResponse, Token, Verdict
 from tests.tags.events import (
     EVENT_TIME,
@@ -420,7 +421,7 @@ def test_parse_token() -> None:
     ],
 )
 def test_token_errors_are_classified(name: str, status: int, kind: Kind) -> None:
-    with pytest.raises(tag.TokenError) as caught:
+    with pytest.raises(oauth.TokenError) as caught:
         tag.parse_token(answer(name, status))
     assert isinstance(caught.value, ValueError)
     assert caught.value.verdict.kind is kind

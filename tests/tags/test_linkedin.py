@@ -237,6 +237,6 @@ def test_spec_is_complete() -> None:
     assert spec.consent == frozenset({"ad_storage", "ad_user_data"})
     assert spec.limits.freshness_seconds == 90 * 86_400
     assert spec.click_ids == ("li_fat_id",)
-    assert spec.secret_names == frozenset({"access_token"})
+    assert spec.secret_names == frozenset({"access_token", "client_secret", "refresh_token"})
     assert not spec.custom_events and spec.honours_gpc
     assert spec.event_map == {"purchase": "PURCHASE"}
