@@ -56,6 +56,7 @@ class DestinationState:
     last_reason: str = ""
     inflight: int = 0
     last_test_ok_at: float | None = None
+    refresh_expires_at: float | None = None  # the OAuth refresh token's end, when dated
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +283,9 @@ class DestinationWorker:
 
     async def authorized(self) -> Destination:
         """The destination with a fresh OAuth token where its tag needs one."""
-        return await self.tokens.authorize(self.tag, self.settings.destination, self.fetch)
+        destination = await self.tokens.authorize(self.tag, self.settings.destination, self.fetch)
+        self.state.refresh_expires_at = self.tokens.refresh_expires_at(self.name)
+        return destination
 
     async def fetch(self, request: PlatformRequest) -> PlatformResponse:
         """Send one request; network failures raise ``httpx.HTTPError``."""

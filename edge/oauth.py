@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,11 @@ import httpx
 from tags.base import Destination, Kind, PlatformRequest, PlatformResponse, Tag, Token, Verdict
 
 EXPIRY_MARGIN_SECONDS = 120.0  # refresh this long before the platform's expiry
+# Warn (log, dashboard) this long before a refresh token the platform dates runs out: a
+# member must authorise the app again, which takes a person, not a retry.
+REFRESH_WARNING_SECONDS = 30 * 86_400.0
+
+log = logging.getLogger("capi_edge.oauth")
 
 
 class TokenError(Exception):
@@ -48,6 +54,11 @@ class TokenCache:
         self.clock = clock
         self._tokens: dict[str, _Cached] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._refresh_deadlines: dict[str, float] = {}
+
+    def refresh_expires_at(self, name: str) -> float | None:
+        """When the destination's refresh token runs out, if the platform said so."""
+        return self._refresh_deadlines.get(name)
 
     def forget(self, name: str) -> None:
         self._tokens.pop(name, None)
@@ -74,6 +85,21 @@ class TokenCache:
                     if not isinstance(verdict, Verdict):
                         verdict = Verdict(Kind.SETUP, f"token exchange refused: {err}")
                     raise TokenError(verdict) from None
-                cached = _Cached(token.value, self.clock() + token.expires_in)
+                now = self.clock()
+                cached = _Cached(token.value, now + token.expires_in)
                 self._tokens[destination.name] = cached
+                self._note_refresh_deadline(destination.name, now, token.refresh_expires_in)
         return dataclasses.replace(destination, bearer=cached.value)
+
+    def _note_refresh_deadline(self, name: str, now: float, remaining: float | None) -> None:
+        if remaining is None:
+            self._refresh_deadlines.pop(name, None)
+            return
+        self._refresh_deadlines[name] = now + remaining
+        if remaining <= REFRESH_WARNING_SECONDS:
+            log.warning(
+                "%s: the refresh token runs out in %.0f days; authorise the app again and "
+                "set the new refresh_token",
+                name,
+                remaining / 86_400,
+            )

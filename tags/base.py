@@ -262,6 +262,9 @@ class Token:
 
     value: str
     expires_in: float  # seconds
+    # The refresh token's remaining life, when the platform says (LinkedIn's programmatic
+    # refresh tokens, Google's time-limited grants): the dashboard warns before it ends.
+    refresh_expires_in: float | None = None
 
 
 class Tag(Protocol):

@@ -59,7 +59,8 @@ def read_token(response: PlatformResponse, platform: str, hints: Mapping[str, st
     body = body if isinstance(body, dict) else {}
     token = body.get("access_token")
     if 200 <= response.status < 300 and isinstance(token, str) and token:
-        return Token(token, _lifetime(body.get("expires_in")))
+        refresh = body.get("refresh_token_expires_in")
+        return Token(token, _lifetime(body.get("expires_in")), _positive(refresh))
     error = body.get("error")
     if isinstance(error, dict):  # a Google API-style {"error": {"status": ...}}
         error = error.get("status")
@@ -76,9 +77,14 @@ def read_token(response: PlatformResponse, platform: str, hints: Mapping[str, st
 
 
 def _lifetime(value: object) -> float:
+    seconds = _positive(value)
+    return DEFAULT_TOKEN_SECONDS if seconds is None else seconds
+
+
+def _positive(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return float(value)
-    return DEFAULT_TOKEN_SECONDS
+    return None
 
 
 __all__ = ["REFRESH_KEYS", "TokenError", "read_token", "refresh_request"]

@@ -196,6 +196,17 @@ async def test_the_first_batch_exchanges_the_refresh_token_at_token_url(rig: Any
 
 
 @pytest.mark.anyio
+async def test_the_refresh_tokens_end_reaches_the_destinations_state(rig: Any) -> None:
+    r = await rig(REFRESH)
+    assert r.worker.state.refresh_expires_at is None
+    await r.send()
+    assert r.worker.state.refresh_expires_at == START + 31_000_000  # what LinkedIn dated
+    static = await rig({"access_token": STATIC})
+    await static.send()
+    assert static.worker.state.refresh_expires_at is None  # nothing dated, nothing shown
+
+
+@pytest.mark.anyio
 async def test_the_token_is_kept_until_shortly_before_it_expires(rig: Any) -> None:
     r = await rig(REFRESH)
     await r.send()

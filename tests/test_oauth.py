@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from edge.oauth import EXPIRY_MARGIN_SECONDS, TokenCache, TokenError
+from edge.oauth import EXPIRY_MARGIN_SECONDS, REFRESH_WARNING_SECONDS, TokenCache, TokenError
 from tags.base import Destination, Kind, PlatformRequest, PlatformResponse, Token
 
 REQUEST = PlatformRequest("POST", "https://oauth.test/token", form={"grant_type": "x"})
@@ -74,3 +74,35 @@ async def test_a_parse_failure_without_a_verdict_pauses() -> None:
     with pytest.raises(TokenError) as caught:
         await TokenCache(lambda: 0.0).authorize(broken, DEST, Exchange())
     assert caught.value.verdict.kind is Kind.SETUP
+
+
+def dated(refresh_expires_in: float | None) -> Any:
+    """A tag whose exchange also says how long the refresh token has left."""
+    return SimpleNamespace(
+        token_request=lambda destination: REQUEST,
+        parse_token=lambda response: Token("t", 3600.0, refresh_expires_in),
+    )
+
+
+@pytest.mark.anyio
+async def test_the_refresh_tokens_end_is_kept_and_warned_about_when_near(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [1_000.0]
+    cache = TokenCache(lambda: now[0])
+    assert cache.refresh_expires_at("fake") is None
+    far = REFRESH_WARNING_SECONDS * 3
+    await cache.authorize(dated(far), DEST, Exchange())
+    assert cache.refresh_expires_at("fake") == 1_000.0 + far
+    assert not [r for r in caplog.records if "refresh token" in r.getMessage()]
+    cache.forget("fake")  # a refused access token: the refresh token's end still stands
+    assert cache.refresh_expires_at("fake") == 1_000.0 + far
+    now[0] = 5_000.0
+    await cache.authorize(dated(12 * 86_400.0), DEST, Exchange())
+    assert cache.refresh_expires_at("fake") == 5_000.0 + 12 * 86_400.0
+    (warning,) = [r for r in caplog.records if "refresh token" in r.getMessage()]
+    assert warning.levelname == "WARNING" and "fake" in warning.getMessage()
+    assert "12 days" in warning.getMessage()
+    cache.forget("fake")
+    await cache.authorize(dated(None), DEST, Exchange())  # the platform stopped dating it
+    assert cache.refresh_expires_at("fake") is None

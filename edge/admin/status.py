@@ -11,7 +11,8 @@ throttled, rejected, split, setup, network errors). In this order:
   recent events failed, or the last ``DROPPED_STREAK`` requests all failed;
 * **IDLE**: no request in the window (credentials valid, no events yet, or none lately);
 * **DEGRADED**: at least ``DEGRADED_SHARE`` (5 %) of the recent events failed, or the most
-  recent request did;
+  recent request did, or the OAuth refresh token runs out within
+  ``edge.oauth.REFRESH_WARNING_SECONDS`` (30 days; only platforms that date it);
 * **OK**: the most recent request succeeded and fewer than 5 % of recent events failed.
 
 Card counts (delivered, failed, skipped, waiting) cover deliveries created in the last 24 h.
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.dispatcher import DestinationState
+from edge.oauth import REFRESH_WARNING_SECONDS
 from edge.schema import StoredEvent
 from edge.store import Attempt
 from tags.base import TagSpec
@@ -72,6 +74,30 @@ def pill(
     problems: Sequence[str] = (),
 ) -> Pill:
     """The pill for one destination; ``attempts`` are the recent ones, newest first."""
+    found = _pill(attempts, state, now, enabled=enabled, problems=problems)
+    ending = state.refresh_expires_at if state is not None else None
+    if (
+        found.label in ("OK", "IDLE")
+        and ending is not None
+        and ending - now <= REFRESH_WARNING_SECONDS
+    ):
+        days = max(0, int((ending - now) // 86_400))
+        detail = (
+            f"the OAuth refresh token runs out in {days} days: authorise the app again and set "
+            f"the new refresh_token; {found.detail}"
+        )
+        return Pill("DEGRADED", detail, found.failed_share)
+    return found
+
+
+def _pill(
+    attempts: Sequence[Attempt],
+    state: DestinationState | None,
+    now: float,
+    *,
+    enabled: bool,
+    problems: Sequence[str],
+) -> Pill:
     if not enabled:
         return Pill("OFF", "switched off (enabled = false)")
     if problems:

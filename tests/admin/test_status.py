@@ -42,6 +42,19 @@ def test_pills():
     assert pill([], None, NOW, problems=["x"]).label == "SETUP"
 
 
+def test_a_refresh_token_near_its_end_degrades_a_healthy_pill():
+    ending = DestinationState(refresh_expires_at=NOW + 9.5 * 86_400)
+    found = pill(attempts("delivered"), ending, NOW)
+    assert found.label == "DEGRADED"
+    assert found.detail.startswith("the OAuth refresh token runs out in 9 days")
+    assert "last request delivered" in found.detail
+    assert pill([], ending, NOW).label == "DEGRADED"  # idle too
+    far = DestinationState(refresh_expires_at=NOW + 200 * 86_400)
+    assert pill(attempts("delivered"), far, NOW).label == "OK"
+    # a worse state keeps its own pill and reason
+    assert pill(attempts("retry", "retry", "retry"), ending, NOW).label == "DROPPED"
+
+
 def test_quality_shares():
     events = [
         StoredEvent(

@@ -84,7 +84,7 @@ def test_a_good_answer_is_a_token_for_expires_in() -> None:
             "refresh_token_expires_in": 31_535_000,
         },
     )
-    assert linkedin.parse_token(answer) == Token(NEW_TOKEN, 5_184_000.0)
+    assert linkedin.parse_token(answer) == Token(NEW_TOKEN, 5_184_000.0, 31_535_000.0)
 
 
 @pytest.mark.parametrize("expires_in", [None, "soon", 0, -5, True])
