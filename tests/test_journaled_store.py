@@ -291,3 +291,38 @@ def test_a_withdrawal_cancels_what_is_still_only_in_the_journal(make_edge, platf
     status = client.get("/v1/events/w-1", headers={"authorization": f"Bearer {API_KEY}"})
     meta = status.json()["destinations"]["meta"]
     assert meta["status"] in ("skipped",) and meta["reason"] == "consent withdrawn"
+
+
+@pytest.mark.anyio
+async def test_store_commits_run_on_their_own_thread_not_the_event_loop(tmp_path: Path) -> None:
+    async with journaled(tmp_path / "s.db") as store:
+        ran_on = await store._submit(lambda conn: threading.get_ident(), current=False)
+    assert ran_on != threading.get_ident()
+
+
+@pytest.mark.anyio
+async def test_a_commit_waiting_for_the_indexers_lock_does_not_hold_up_hits(
+    tmp_path: Path,
+) -> None:
+    """The indexer holds SQLite's write lock for a batch at a time; a claim that waits for
+    it must leave the event loop free to answer hits meanwhile."""
+    database = tmp_path / "s.db"
+    async with journaled(database) as store:
+        await store.append([(event("queued"), PENDING)])
+        index(database)
+        indexer = sqlite3.connect(database, isolation_level=None)
+        try:
+            indexer.execute("BEGIN IMMEDIATE")  # the write lock, as during an indexer batch
+            claim = asyncio.ensure_future(store.claim("meta", 10, now=2e9, lease_seconds=60))
+            ticks, started = 0, time.monotonic()
+            while time.monotonic() - started < 0.3:
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert not claim.done()  # still waiting for the lock...
+            assert ticks >= 15  # ...while the loop went on (held up, it would tick once)
+            assert await store.append([(event("meanwhile"), PENDING)]) == [True]
+        finally:
+            indexer.execute("COMMIT")
+            indexer.close()
+        claimed = await asyncio.wait_for(claim, 10)
+        assert [c.event.event_id for c in claimed] == ["queued"]

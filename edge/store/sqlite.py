@@ -197,6 +197,19 @@ class _Appends:
                 append.future.set_exception(error)
 
 
+# What a group commit did with each job: None where it succeeded, else the error to raise.
+Outcomes = list[tuple["_Job | _Appends", "StoreError | None"]]
+
+
+def answer(outcomes: Outcomes) -> None:
+    """Resolve each job's future with its outcome (on the event loop)."""
+    for job, error in outcomes:
+        if error is None:
+            job.succeed()
+        else:
+            job.fail(error)
+
+
 class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
     def __init__(self, path: str | Path, *, durability: str = "full") -> None:
         self.path = str(path)
@@ -204,6 +217,7 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
         self._conn: sqlite3.Connection | None = None
         self._jobs: list[_Job | _Append] = []
         self._flush_scheduled = False
+        self._committing = False  # a group commit is under way elsewhere (JournaledStore)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -226,7 +240,9 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None)
+        # Not tied to this thread: JournaledStore commits on a thread of its own (one at a
+        # time, so the connection is never used by two threads at once).
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit survives power loss; NORMAL: survives a process crash only.
@@ -245,26 +261,36 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._committing:  # the commit under way schedules the next when it ends
+            return
         queued, self._jobs = self._jobs[:MAX_JOBS_PER_COMMIT], self._jobs[MAX_JOBS_PER_COMMIT:]
         if self._jobs:
             self._schedule()
         appends = [job for job in queued if isinstance(job, _Append)]
         group: list[_Job | _Appends] = [_Appends(appends)] if appends else []
         group += [job for job in queued if isinstance(job, _Job)]
+        if not group:
+            return
         if self._conn is None:
             failure = StoreError("the store is closed")
             for job in group:
                 job.fail(failure)
             return
-        self._commit_group(self._conn, group)
+        self._commit(self._conn, group)
+
+    def _commit(self, conn: sqlite3.Connection, group: Sequence[_Job | _Appends]) -> None:
+        """Commit ``group`` and answer its callers: here, on the event loop, where a hit's
+        append is cheapest (``JournaledStore`` commits on a thread instead)."""
+        answer(self._commit_group(conn, group))
 
     def _schedule(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    def _commit_group(self, conn: sqlite3.Connection, jobs: Sequence[_Job | _Appends]) -> None:
-        """Run every job in one transaction; if one fails, redo them one by one.
+    def _commit_group(self, conn: sqlite3.Connection, jobs: Sequence[_Job | _Appends]) -> Outcomes:
+        """Run every job in one transaction; if one fails, redo them one by one. Touches no
+        future: the outcomes are answered on the event loop (``answer``).
 
         The common case costs one BEGIN and one COMMIT for the whole group. A failing job
         (rare: a constraint or a full disk) rolls the group back and each job (each append
@@ -281,13 +307,9 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
                 conn.execute("ROLLBACK")
             alone = [part for job in jobs for part in job.split()]
             if len(alone) > 1:
-                for job in alone:
-                    self._commit_group(conn, [job])
-                return
-            alone[0].fail(StoreError("store operation failed; nothing was stored"))
-            return
-        for job in jobs:
-            job.succeed()
+                return [outcome for job in alone for outcome in self._commit_group(conn, [job])]
+            return [(alone[0], StoreError("store operation failed; nothing was stored"))]
+        return [(job, None) for job in jobs]
 
     async def _submit(self, fn: Callable[[sqlite3.Connection], T], *, current: bool = True) -> T:
         """Run ``fn`` in the next group commit. ``current``: it must see every append
