@@ -53,30 +53,54 @@ from __future__ import annotations
 import json
 import re
 import time
-import unicodedata
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from edge.schema import StoredEvent, User
 
-from . import oauth, pii
+from . import oauth
 from .base import (
     DAY,
     Built,
     Credential,
     Destination,
-    Kind,
     Limits,
     Option,
     PlatformRequest,
     PlatformResponse,
     TagSpec,
     Token,
-    Verdict,
-    generic_http_verdict,
 )
+
+# From the sibling modules; ``X as X`` re-exports: the registry, the dispatcher and the tests
+# read every name as ``google_ads.<name>``.
+from .google_ads_answers import ALREADY_COUNTED as ALREADY_COUNTED
+from .google_ads_answers import DAILY_QUOTA_WAIT as DAILY_QUOTA_WAIT
+from .google_ads_answers import HINTS as HINTS
+from .google_ads_answers import MINUTE_QUOTA_WAIT as MINUTE_QUOTA_WAIT
+from .google_ads_answers import PROBE_ID as PROBE_ID
+from .google_ads_answers import RETRY_LATER_REASONS as RETRY_LATER_REASONS
+from .google_ads_answers import SETUP_CATEGORIES as SETUP_CATEGORIES
+from .google_ads_answers import SETUP_REASONS as SETUP_REASONS
+from .google_ads_answers import THROTTLE_REASONS as THROTTLE_REASONS
+from .google_ads_answers import TOO_RECENT_WAIT as TOO_RECENT_WAIT
+from .google_ads_answers import TRANSIENT_REASONS as TRANSIENT_REASONS
+from .google_ads_answers import Problem as Problem
+from .google_ads_answers import classify as classify
+from .google_ads_answers import probe_verdict as probe_verdict
+from .google_ads_answers import problems as problems
+from .google_ads_identifiers import CLICK_IDS as CLICK_IDS
+from .google_ads_identifiers import GMAIL as GMAIL
+from .google_ads_identifiers import NAME_PREFIXES as NAME_PREFIXES
+from .google_ads_identifiers import NAME_SUFFIXES as NAME_SUFFIXES
+from .google_ads_identifiers import NO_CLICK_ID as NO_CLICK_ID
+from .google_ads_identifiers import click_id as click_id
+from .google_ads_identifiers import google_email as google_email
+from .google_ads_identifiers import google_name as google_name
+from .google_ads_identifiers import identifiers as identifiers
+from .google_ads_identifiers import shares_user_data
+from .google_ads_identifiers import skip_reason as skip_reason
 
 API_VERSION = "v1"
 LEGACY_API_VERSION = "v25"
@@ -89,54 +113,14 @@ MAX_BATCH_BYTES = 5_000_000
 MAX_IDENTIFIERS = 10
 LEGACY_MAX_IDENTIFIERS = 5
 FRESHNESS_SECONDS = 90 * DAY
-TOO_RECENT_WAIT = 6 * 3600.0
-DAILY_QUOTA_WAIT = 3600.0
-MINUTE_QUOTA_WAIT = 60.0
 DEFAULT_ACTION = "conversion_action_id"  # event map value: the configured conversion action
-CLICK_IDS = ("gclid", "gbraid", "wbraid")  # preference order; exactly one is sent
-NO_CLICK_ID = "no click id"
-GMAIL = frozenset({"gmail.com", "googlemail.com"})
-NAME_PREFIXES = frozenset({"mr", "mrs", "ms", "miss", "dr"})
-NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
 NO_IP_COUNTRIES = frozenset(
     "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK"
     " IS LI NO GB CH".split()
 )
 CONSENT = {"granted": "CONSENT_GRANTED", "denied": "CONSENT_DENIED"}
 LEGACY_CONSENT = {"granted": "GRANTED", "denied": "DENIED"}
-PROBE_ID = "capi-edge-connection-test"
 PROBE_EMAIL = "connection-test@capi-edge.invalid"
-# Error reasons (Data Manager ErrorReason / ErrorInfo, Google Ads API error codes) by verdict.
-SETUP_REASONS = frozenset(
-    "PERMISSION_DENIED NOT_FOUND INVALID_DESTINATION INVALID_CONVERSION_ACTION_ID"
-    " INVALID_CONVERSION_ACTION_TYPE OPERATING_ACCOUNT_LOGIN_ACCOUNT_MISMATCH NOT_ALLOWLISTED"
-    " TERMS_AND_CONDITIONS_NOT_SIGNED SERVICE_DISABLED ACCESS_TOKEN_SCOPE_INSUFFICIENT"
-    " DESTINATION_ACCOUNT_NOT_ENABLED_ENHANCED_CONVERSIONS_FOR_LEADS"
-    " DESTINATION_ACCOUNT_DATA_POLICY_PROHIBITS_ENHANCED_CONVERSIONS"
-    " DESTINATION_ACCOUNT_ENHANCED_CONVERSIONS_TERMS_NOT_SIGNED INVALID_CUSTOMER_ID"
-    " CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE NO_CONVERSION_ACTION_FOUND"
-    " CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS".split()
-)
-SETUP_CATEGORIES = frozenset({"authenticationError", "authorizationError", "notAllowlistedError"})
-THROTTLE_REASONS = frozenset(
-    "RESOURCE_EXHAUSTED RESOURCE_TEMPORARILY_EXHAUSTED RATE_LIMIT_EXCEEDED".split()
-)
-TRANSIENT_REASONS = frozenset(
-    "INTERNAL_ERROR DEADLINE_EXCEEDED TRANSIENT_ERROR CONCURRENT_MODIFICATION".split()
-)
-RETRY_LATER_REASONS = frozenset({"TOO_RECENT_EVENT", "TOO_RECENT_CONVERSION_ACTION"})
-ALREADY_COUNTED = frozenset(  # legacy duplicates: the conversion is already in Google Ads
-    "CLICK_CONVERSION_ALREADY_EXISTS ORDER_ID_ALREADY_IN_USE DUPLICATE_ORDER_ID"
-    " DUPLICATE_CLICK_CONVERSION_IN_REQUEST".split()
-)
-HINTS = {
-    "SERVICE_DISABLED": "enable the Data Manager API in the OAuth client's Cloud project",
-    "ACCESS_TOKEN_SCOPE_INSUFFICIENT": "mint the refresh token with the "
-    "https://www.googleapis.com/auth/datamanager scope",
-    "CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE": "the Google Ads API upload is closed to this "
-    'account: set api = "data_manager"',
-    "OPERATING_ACCOUNT_LOGIN_ACCOUNT_MISMATCH": "login_customer_id must manage customer_id",
-}
 OAUTH_HINTS = {
     "invalid_grant": "the refresh token expired, was revoked or belongs to another client",
     "invalid_client": "client_id or client_secret is wrong",
@@ -244,84 +228,6 @@ SPEC = TagSpec(
 )
 
 
-# -- identifiers ------------------------------------------------------------------------------
-
-
-def google_email(value: str) -> str | None:
-    """Trimmed, lowercased; Gmail and Googlemail lose dots and any ``+suffix`` locally."""
-    address = pii.email(value)
-    if not address or pii.is_hashed(address):
-        return address
-    local, _, domain = address.rpartition("@")
-    if domain in GMAIL:
-        local = local.split("+", 1)[0].replace(".", "")
-    return f"{local}@{domain}" if local else None
-
-
-def google_name(value: str | None) -> str | None:
-    """Lowercase, no punctuation, single spaces, without prefixes (Mrs.) or suffixes (Jr.)."""
-    value = (value or "").strip()
-    if not value or pii.is_hashed(value):
-        return value.lower() or None
-    text = unicodedata.normalize("NFC", value).lower()
-    words = "".join(c for c in text if c.isspace() or c.isalnum()).split()
-    if len(words) > 1 and words[0] in NAME_PREFIXES:
-        words = words[1:]
-    if len(words) > 1 and words[-1] in NAME_SUFFIXES:
-        words = words[:-1]
-    return " ".join(words) or None
-
-
-def _region(event: StoredEvent, destination: Destination) -> str | None:
-    country = pii.country(event.user.country) if event.user.country else None
-    region = (country or event.client.country or destination.default_country or "").upper()
-    return region if re.fullmatch(r"[A-Z]{2}", region) else None
-
-
-def _address(event: StoredEvent, region: str | None) -> dict[str, str] | None:
-    user = event.user
-    zip_code = (user.zip or "").strip()
-    if region == "US":
-        zip_code = pii.zip_code(zip_code, "us") or ""
-    fields = {
-        "givenName": pii.hashed(google_name(user.first_name)),
-        "familyName": pii.hashed(google_name(user.last_name)),
-        "regionCode": region,
-        "postalCode": " ".join(zip_code.split()) if not pii.is_hashed(zip_code) else None,
-    }
-    return {k: v for k, v in fields.items() if v} if all(fields.values()) else None
-
-
-def identifiers(event: StoredEvent, destination: Destination) -> list[tuple[str, Any]]:
-    """(kind, value) pairs: hashed emails, hashed phones, then the address, deduplicated."""
-    region = _region(event, destination)
-    found: list[tuple[str, Any]] = []
-    for kind, digest in [("email", pii.hashed(google_email(e))) for e in event.user.emails()] + [
-        ("phone", pii.hashed(pii.phone_e164(p, region))) for p in event.user.phones()
-    ]:
-        if digest and (kind, digest) not in found:
-            found.append((kind, digest))
-    if address := _address(event, region):
-        found.append(("address", address))
-    return found
-
-
-def click_id(event: StoredEvent) -> tuple[str, str] | None:
-    """The one click ID to send: gclid, else gbraid, else wbraid."""
-    return next(((n, v) for n in CLICK_IDS if (v := getattr(event.ids, n))), None)
-
-
-def _shares_user_data(event: StoredEvent) -> bool:
-    return event.consent.ad_user_data != "denied"
-
-
-def skip_reason(event: StoredEvent, destination: Destination) -> str | None:
-    """Google attributes through a click ID or user identifiers; with neither: skipped."""
-    if click_id(event) or (_shares_user_data(event) and identifiers(event, destination)):
-        return None
-    return NO_CLICK_ID
-
-
 # -- payloads ---------------------------------------------------------------------------------
 
 
@@ -376,7 +282,7 @@ def _destination(destination: Destination, action: str) -> dict[str, Any]:
 
 def event_payload(event: StoredEvent, destination: Destination) -> dict[str, Any]:
     """One Data Manager ``Event``."""
-    data, client, share = event.data, event.client, _shares_user_data(event)
+    data, client, share = event.data, event.client, shares_user_data(event)
     users = {"email": "emailAddress", "phone": "phoneNumber", "address": "address"}
     found = identifiers(event, destination) if share else []
     user_ids = [{users[kind]: value} for kind, value in found][:MAX_IDENTIFIERS]
@@ -405,7 +311,7 @@ def legacy_conversion(event: StoredEvent, destination: Destination, action: str)
     data, click = event.data, click_id(event)
     users = {"email": "hashedEmail", "phone": "hashedPhoneNumber"}
     braid = click is not None and click[0] != "gclid"
-    found = identifiers(event, destination) if _shares_user_data(event) and not braid else []
+    found = identifiers(event, destination) if shares_user_data(event) and not braid else []
     customer = _digits(destination.credentials["customer_id"])
     payload: dict[str, Any] = {
         **(dict([click]) if click else {}),
@@ -509,159 +415,6 @@ def probe(destination: Destination) -> PlatformRequest:
     action = destination.credentials["conversion_action_id"]
     envelope, key = _envelope(destination, action, validate=True)
     return _request(destination, {**envelope, key: [_payload(test, destination, action)]})
-
-
-# -- answers ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One error Google reported: a reason code, its text, and the event index if any."""
-
-    code: str
-    message: str = ""
-    index: int | None = None
-    field: str = ""
-    category: str = ""
-
-    def text(self) -> str:
-        where = f" ({self.field})" if self.field else ""
-        return f"google_ads {self.code}: {self.message[:200]}{where}".rstrip(": ")
-
-
-def problems(status: dict[str, Any]) -> list[Problem]:
-    """ErrorInfo reasons, BadRequest field violations and GoogleAdsFailure errors."""
-    found = []
-    for detail in status.get("details") or []:
-        if not isinstance(detail, dict):
-            continue
-        for violation in detail.get("fieldViolations") or []:
-            field = str(violation.get("field", ""))
-            at = re.match(r"events\[(\d+)\]", field)
-            code = str(violation.get("reason") or "INVALID_ARGUMENT")
-            message = str(violation.get("description", ""))
-            found.append(Problem(code, message, int(at[1]) if at else None, field))
-        for error in detail.get("errors") or []:
-            category, code = next(iter((error.get("errorCode") or {"": ""}).items()))
-            path = (error.get("location") or {}).get("fieldPathElements") or []
-            index = next(
-                (p.get("index") for p in path if p.get("fieldName") == "conversions"), None
-            )
-            field = ".".join(
-                f"{p.get('fieldName')}[{p['index']}]" if "index" in p else str(p.get("fieldName"))
-                for p in path
-            )
-            found.append(Problem(str(code), str(error.get("message", "")), index, field, category))
-        if isinstance(detail.get("reason"), str):  # google.rpc.ErrorInfo
-            found.append(Problem(detail["reason"], category="ErrorInfo"))
-    return found
-
-
-def _retry_delay(status: dict[str, Any]) -> float | None:
-    """RetryInfo / quotaErrorDetails ``retryDelay``, else a wait chosen from the quota name."""
-    text = json.dumps(status)
-    if delay := re.search(r'"retryDelay": "(\d+(?:\.\d+)?)s"', text):
-        return float(delay[1])
-    if "PerDay" in text or "per day" in text.lower():
-        return DAILY_QUOTA_WAIT
-    return MINUTE_QUOTA_WAIT if "quota_limit" in text else None
-
-
-def _rows(found: list[Problem], event_ids: Sequence[str]) -> dict[str, str]:
-    rows: dict[str, str] = {}
-    for problem in found:
-        if problem.index is not None and 0 <= problem.index < len(event_ids):
-            rows.setdefault(event_ids[problem.index], problem.text())
-    return rows
-
-
-def _decide(found: list[Problem], reason: str, status: dict[str, Any]) -> Verdict | None:
-    """The verdict an error reason forces on the whole request, or None."""
-    codes = {p.code for p in found}
-    if codes & SETUP_REASONS or any(
-        p.category in SETUP_CATEGORIES or p.field.startswith("destinations") for p in found
-    ):
-        return Verdict(Kind.SETUP, reason)
-    if codes & THROTTLE_REASONS:
-        return Verdict(Kind.THROTTLED, reason, _retry_delay(status))
-    if codes & TRANSIENT_REASONS:
-        return Verdict(Kind.RETRY, reason)
-    if codes & RETRY_LATER_REASONS:
-        return Verdict(Kind.RETRY, reason, TOO_RECENT_WAIT)
-    return None
-
-
-def _describe(status: dict[str, Any], found: list[Problem]) -> str:
-    head = status.get("status") or f"code {status.get('code')}"
-    codes = list(dict.fromkeys(p.code for p in found if p.code and p.code != head))[:3]
-    label = f"{head} ({', '.join(codes)})" if codes else head
-    reason = f"google_ads {label}: {str(status.get('message', ''))[:200]}"
-    if located := next((p for p in found if p.field), None):
-        reason += f"; {located.field}: {located.message[:120]}"
-    if hint := next((HINTS[c] for c in codes if c in HINTS), None):
-        reason += f" — {hint}"
-    return reason
-
-
-def _partial(status: dict[str, Any], event_ids: Sequence[str]) -> Verdict:
-    """Legacy HTTP 200 with ``partialFailureError``: the indexed rows failed, not the rest."""
-    found = [p for p in problems(status) if p.code not in ALREADY_COUNTED]
-    if not found:
-        return Verdict(Kind.DELIVERED)
-    reason = _describe(status, found)
-    forced = _decide(found, reason, status)
-    if forced is not None:
-        return forced
-    if any(p.index is None for p in found):
-        return Verdict(Kind.SPLIT if len(event_ids) > 1 else Kind.REJECTED, reason)
-    rows = _rows(found, event_ids)
-    return Verdict(Kind.DELIVERED, f"google_ads partial failure: {len(rows)} refused", None, rows)
-
-
-def classify(response: PlatformResponse, event_ids: Sequence[str]) -> Verdict:
-    body = response.json()
-    if 200 <= response.status < 300:
-        if isinstance(body, dict) and body.get("partialFailureError"):
-            return _partial(body["partialFailureError"], event_ids)
-        request_id = body.get("requestId") if isinstance(body, dict) else None
-        return Verdict(Kind.DELIVERED, f"google_ads requestId {request_id}" if request_id else "")
-    status = body.get("error") if isinstance(body, dict) else None
-    generic = generic_http_verdict(response)
-    if not isinstance(status, dict):
-        return generic or Verdict(Kind.RETRY, f"http {response.status} without a Google error")
-    found = problems(status)
-    reason = _describe(status, found)
-    if generic is not None and generic.kind is Kind.THROTTLED:
-        return Verdict(Kind.THROTTLED, reason, generic.retry_after or _retry_delay(status))
-    if generic is not None:
-        return Verdict(generic.kind, reason, generic.retry_after)
-    if response.status == 404:
-        return Verdict(Kind.SETUP, reason)
-    if response.status == 409:  # ABORTED: a concurrency conflict on Google's side
-        return Verdict(Kind.RETRY, reason)
-    forced = _decide(found, reason, status)
-    if forced is not None:
-        return forced
-    # Fast fail: nothing was ingested. Named events are refused; the others must go again.
-    rows = _rows(found, event_ids)
-    if rows and "TOO_MANY_EVENTS" not in {p.code for p in found}:
-        whole = set(rows) >= set(event_ids)
-        return Verdict(Kind.REJECTED if whole else Kind.SPLIT, reason, None, rows)
-    return Verdict(Kind.SPLIT if len(event_ids) > 1 else Kind.REJECTED, reason)
-
-
-def probe_verdict(response: PlatformResponse) -> Verdict:
-    """OK when Google validated the synthetic conversion; a data complaint about it is a note."""
-    verdict = classify(response, (PROBE_ID,))
-    if verdict.kind is not Kind.DELIVERED:
-        return verdict
-    note = verdict.rejected.get(PROBE_ID)
-    return Verdict(
-        Kind.DELIVERED,
-        f"credentials work; the test row was refused: {note}"
-        if note
-        else "credentials work (validateOnly)",
-    )
 
 
 # -- OAuth ------------------------------------------------------------------------------------
