@@ -1,11 +1,16 @@
-"""The dispatcher's batching: a full batch is gathered in chunks and still leaves as one."""
+"""The dispatcher's batching: a full batch is gathered in chunks and still leaves as one,
+and building it does not hold up the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from edge.dispatcher import CLAIM_CHUNK, DestinationWorker
@@ -15,6 +20,7 @@ from edge.settings import Settings
 from edge.store import Decision
 from edge.store.sqlite import SQLiteStore
 from tags import TAGS
+from tests.tags.events import purchase
 
 
 @pytest.fixture
@@ -59,5 +65,60 @@ async def test_a_batch_bigger_than_a_claim_chunk_is_gathered_whole(
         assert [c.event.event_id for c in batch] == [f"e{i:05}" for i in reversed(range(count))]
         assert await worker._claim() == []  # all leased
     finally:
+        await client.aclose()
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_building_a_batch_leaves_the_event_loop_free(
+    tmp_path: Path, make_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Normalizing and hashing a full batch takes a while; hits are answered meanwhile."""
+    meta_tag = TAGS["meta"]
+    real = meta_tag.build
+
+    def slow_build(*args: Any) -> Any:
+        time.sleep(0.3)  # stands in for a thousand purchases' PII
+        return real(*args)
+
+    monkeypatch.setattr(meta_tag, "build", slow_build)
+    settings: Settings = make_settings()
+    now = 1_763_900_000.0
+    store = SQLiteStore(tmp_path / "s.db")
+    await store.open()
+    answer = httpx.Response(200, json={"events_received": 1, "fbtrace_id": "trace"})
+    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: answer))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticking = asyncio.ensure_future(ticker())
+    try:
+        full = msgspec.structs.replace(
+            purchase(), event_id="e00001", time=int(now) - 1, received_at=now
+        )
+        await store.append([(full, [Decision("meta", "pending", "queued")])])
+        worker = DestinationWorker(
+            settings.destinations["meta"],
+            meta_tag,
+            store,
+            client,
+            settings.dispatch,
+            lambda: now,
+            random.Random(0),
+            TokenCache(lambda: now),
+        )
+        await worker._drain()
+        while worker.tasks:
+            await asyncio.gather(*list(worker.tasks))
+        (row,) = [r for r in await store.deliveries("e00001") if r.destination == "meta"]
+        assert row.status == "sent", row.reason
+        assert ticks >= 15  # the loop went on during the 0.3 s build (held up: once)
+    finally:
+        ticking.cancel()
         await client.aclose()
         await store.close()
