@@ -32,12 +32,27 @@ def event(i: int, t: float) -> StoredEvent:
     return StoredEvent(event="purchase", event_id=f"e{i:05}", time=int(t) - i, received_at=t)
 
 
+def meta_worker(
+    settings: Settings, store: SQLiteStore, client: httpx.AsyncClient, now: float
+) -> DestinationWorker:
+    """Meta's worker on a fixed clock."""
+    return DestinationWorker(
+        settings.destinations["meta"],
+        TAGS["meta"],
+        store,
+        client,
+        settings.dispatch,
+        lambda: now,
+        random.Random(0),
+        TokenCache(lambda: now),
+    )
+
+
 @pytest.mark.anyio
 async def test_a_batch_bigger_than_a_claim_chunk_is_gathered_whole(
     tmp_path: Path, make_settings
 ) -> None:
     settings: Settings = make_settings()
-    meta = settings.destinations["meta"]
     limit = TAGS["meta"].SPEC.limits.max_batch_events
     assert limit > CLAIM_CHUNK * 2
     store = SQLiteStore(tmp_path / "s.db")
@@ -49,16 +64,7 @@ async def test_a_batch_bigger_than_a_claim_chunk_is_gathered_whole(
         await store.append(
             [(event(i, now), [Decision("meta", "pending", "queued")]) for i in range(count)]
         )
-        worker = DestinationWorker(
-            meta,
-            TAGS["meta"],
-            store,
-            client,
-            settings.dispatch,
-            lambda: now,
-            random.Random(0),
-            TokenCache(lambda: now),
-        )
+        worker = meta_worker(settings, store, client, now)
         batch = await worker._claim()
         # one batch, every due event, oldest event time first, as one claim would give it
         assert len(batch) == count
@@ -102,16 +108,7 @@ async def test_building_a_batch_leaves_the_event_loop_free(
             purchase(), event_id="e00001", time=int(now) - 1, received_at=now
         )
         await store.append([(full, [Decision("meta", "pending", "queued")])])
-        worker = DestinationWorker(
-            settings.destinations["meta"],
-            meta_tag,
-            store,
-            client,
-            settings.dispatch,
-            lambda: now,
-            random.Random(0),
-            TokenCache(lambda: now),
-        )
+        worker = meta_worker(settings, store, client, now)
         await worker._drain()
         while worker.tasks:
             await asyncio.gather(*list(worker.tasks))
