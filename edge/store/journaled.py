@@ -29,15 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import sqlite3
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
@@ -46,13 +43,12 @@ from edge.schema import StoredEvent
 
 from . import Decision
 from .journal import Journal
-from .sqlite import Outcomes, SQLiteStore, answer, stored_row
+from .sqlite import SQLiteStore, stored_row
 
 log = logging.getLogger("capi_edge.store")
 
 CAUGHT_UP_TIMEOUT_SECONDS = 10.0  # a read waits this long for the indexer, then fails (503)
 CAUGHT_UP_POLL_SECONDS = 0.002
-INDEXER_START_TIMEOUT_SECONDS = 20.0
 INDEXER_STOP_TIMEOUT_SECONDS = 30.0  # it drains the journal before it exits
 INDEXER_RESTART_DELAY_SECONDS = 1.0
 RECENT_IDS = 100_000  # event_ids remembered for the "seen before?" guess
@@ -116,7 +112,8 @@ class JournaledStore(SQLiteStore):
     ) -> None:
         if str(path) == ":memory:":
             raise StoreError("a journaled store needs a database file, not :memory:")
-        super().__init__(path, durability=durability)
+        # Commits on a thread: the indexer holds the write lock a batch at a time (above).
+        super().__init__(path, durability=durability, commit_thread=True)
         self.journal_dir = journal_directory(path)
         self.start_indexer = start_indexer  # tests drive edge.indexer themselves
         self._journal: Journal | None = None
@@ -125,8 +122,6 @@ class JournaledStore(SQLiteStore):
         self._indexer: asyncio.subprocess.Process | None = None
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
-        self._commits: ThreadPoolExecutor | None = None  # runs the SQLite group commits
-        self._commit_flight: asyncio.Future[Outcomes] | None = None
         self._reader: sqlite3.Connection | None = None  # _caught_up's reads, on the loop
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -149,7 +144,6 @@ class JournaledStore(SQLiteStore):
         self._journal = journal
         self._written = journal.last_seq
         self._reader = sqlite3.connect(self.path, isolation_level=None)
-        self._commits = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         if self.start_indexer:
             self._indexer = await self._spawn_indexer()
             self._watch = asyncio.create_task(self._supervise())
@@ -167,49 +161,10 @@ class JournaledStore(SQLiteStore):
                 await self._watch
         if self._indexer is not None:
             await self._stop_indexer(self._indexer)  # it applies the rest before it exits
-        await self._finish_commits()
-        await super().close()
-
-    async def _finish_commits(self) -> None:
-        """Commit what was accepted, then release the thread and the reader."""
-        while self._committing or (self._jobs and self._conn is not None):
-            if not self._committing:
-                self._flush()
-            if self._commit_flight is not None:
-                await asyncio.wait({self._commit_flight})  # unlike await, never cancels it
-        if self._commits is not None:
-            self._commits.shutdown(wait=False)  # idle: nothing is left for it
-            self._commits = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None
-
-    # -- group commits, on the store's thread ----------------------------------------------
-
-    def _commit(self, conn: sqlite3.Connection, group: Sequence[Any]) -> None:
-        if self._commits is None:  # not open yet, or closing: as the direct store does
-            super()._commit(conn, group)
-            return
-        self._committing = True
-        loop = asyncio.get_running_loop()
-        flight = loop.run_in_executor(self._commits, self._commit_group, conn, group)
-        flight.add_done_callback(functools.partial(self._committed, group))
-        self._commit_flight = flight
-
-    def _committed(self, group: Sequence[Any], flight: asyncio.Future[Outcomes]) -> None:
-        self._committing = False
-        self._commit_flight = None
-        error = None if flight.cancelled() else flight.exception()
-        if not flight.cancelled() and error is None:
-            answer(flight.result())
-        else:  # _commit_group answers its own failures: this is the thread's, not a job's
-            log.error(
-                "a store commit did not run (%s)", type(error).__name__ if error else "cancelled"
-            )
-            failure = StoreError("store operation failed; nothing was stored")
-            answer([(job, failure) for job in group])
-        if self._jobs:
-            self._schedule()
+        await super().close()
 
     async def _spawn_indexer(self) -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(

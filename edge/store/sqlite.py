@@ -14,15 +14,20 @@ rows of one event share a page of one index (see ``SCHEMA``).
 
 The flush runs on the loop thread itself. A writer thread would hand the GIL back and forth
 with the loop on every SQLite call; measured on two cores, what it saved the loop it lost
-in those hand-offs (docs/benchmarks.md). Here the loop simply does the write.
+in those hand-offs (docs/benchmarks.md). Here the loop simply does the write. A store whose
+appends go elsewhere (``JournaledStore``: the journal) asks for ``commit_thread`` instead, so
+that a commit waiting for another process's write lock does not hold up the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +41,7 @@ from . import Attempt, Claimed, Decision, DeliveryRow, Settlement
 from .admin import AdminQueries
 
 T = TypeVar("T")
+log = logging.getLogger("capi_edge.store")
 
 MAX_JOBS_PER_COMMIT = 512  # bounds one transaction's latency under a flood
 SETTLE_CHUNK = 250  # settlements per job: a 1,000-event batch settles in four commits
@@ -211,13 +217,20 @@ def answer(outcomes: Outcomes) -> None:
 
 
 class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
-    def __init__(self, path: str | Path, *, durability: str = "full") -> None:
+    """``commit_thread``: run the group commits on a thread of the store's own instead of the
+    event loop (``JournaledStore``, where appends never come here)."""
+
+    def __init__(
+        self, path: str | Path, *, durability: str = "full", commit_thread: bool = False
+    ) -> None:
         self.path = str(path)
         self.durability = durability
+        self.commit_thread = commit_thread
         self._conn: sqlite3.Connection | None = None
         self._jobs: list[_Job | _Append] = []
         self._flush_scheduled = False
-        self._committing = False  # a group commit is under way elsewhere (JournaledStore)
+        self._commits: ThreadPoolExecutor | None = None  # the commit thread, while open
+        self._commit_flight: asyncio.Future[Outcomes] | None = None  # the commit under way
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -228,20 +241,29 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
             self._conn = self._connect()
         except sqlite3.Error as err:
             raise StoreError(f"cannot open the store at {self.path}: {err}") from None
+        if self.commit_thread:
+            self._commits = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
     async def close(self) -> None:
         if self._conn is None:
             return
-        while self._jobs:  # acknowledged work is committed before the file closes
-            self._flush()
+        # Acknowledged work is committed before the file closes.
+        while self._commit_flight is not None or self._jobs:
+            if self._commit_flight is None:
+                self._flush()
+            if self._commit_flight is not None:
+                await asyncio.wait({self._commit_flight})  # unlike await, never cancels it
+        if self._commits is not None:
+            self._commits.shutdown(wait=False)  # idle: nothing is left for it
+            self._commits = None
         self._conn.close()
         self._conn = None
 
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # Not tied to this thread: JournaledStore commits on a thread of its own (one at a
-        # time, so the connection is never used by two threads at once).
+        # Not tied to this thread: with commit_thread, commits run on the store's thread (one
+        # at a time, so the connection is never used by two threads at once).
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
@@ -261,7 +283,7 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._committing:  # the commit under way schedules the next when it ends
+        if self._commit_flight is not None:  # the commit under way schedules the next
             return
         queued, self._jobs = self._jobs[:MAX_JOBS_PER_COMMIT], self._jobs[MAX_JOBS_PER_COMMIT:]
         if self._jobs:
@@ -279,9 +301,31 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
         self._commit(self._conn, group)
 
     def _commit(self, conn: sqlite3.Connection, group: Sequence[_Job | _Appends]) -> None:
-        """Commit ``group`` and answer its callers: here, on the event loop, where a hit's
-        append is cheapest (``JournaledStore`` commits on a thread instead)."""
-        answer(self._commit_group(conn, group))
+        """Commit ``group`` and answer its callers: on the event loop, where a hit's append
+        is cheapest, or on the commit thread, one commit at a time."""
+        if self._commits is None:
+            answer(self._commit_group(conn, group))
+            return
+        loop = asyncio.get_running_loop()
+        flight = loop.run_in_executor(self._commits, self._commit_group, conn, group)
+        flight.add_done_callback(functools.partial(self._committed, group))
+        self._commit_flight = flight
+
+    def _committed(
+        self, group: Sequence[_Job | _Appends], flight: asyncio.Future[Outcomes]
+    ) -> None:
+        self._commit_flight = None
+        error = None if flight.cancelled() else flight.exception()
+        if not flight.cancelled() and error is None:
+            answer(flight.result())
+        else:  # _commit_group answers its own failures: this is the thread's, not a job's
+            log.error(
+                "a store commit did not run (%s)", type(error).__name__ if error else "cancelled"
+            )
+            failure = StoreError("store operation failed; nothing was stored")
+            answer([(job, failure) for job in group])
+        if self._jobs:
+            self._schedule()
 
     def _schedule(self) -> None:
         if not self._flush_scheduled:
