@@ -14,6 +14,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 import msgspec
 from starlette.requests import Request
@@ -38,7 +39,7 @@ from edge.schema import (
     check_time,
     decode_events,
     mint_event_id,
-    split_data,
+    split_event_data,
 )
 from edge.settings import DestinationSettings, Settings, secret_key
 from edge.store import Decision, Store
@@ -189,7 +190,7 @@ class Collector:
     # -- steps -------------------------------------------------------------------------
 
     def authorize(self, request: Request | HitRequest) -> None:
-        header = request.headers.get("authorization", "")
+        header = request.headers.get("authorization") or ""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("send Authorization: Bearer <api key>")
@@ -218,7 +219,7 @@ class Collector:
         visitors: list[VisitorKeys] = []  # per event: the IDs a withdrawal is matched on
         for i, event in enumerate(events):
             path = "$" if single else f"$.events[{i}]"
-            data, custom = split_data(event.data, path)
+            data, custom = split_event_data(event, path)
             page = event.page or Page()
             consent = with_tcf(event.consent or Consent(), event.tcf)
             if visitor is not None:
@@ -329,9 +330,10 @@ class Collector:
             self.store.cancel_pending(keys, sorted(dests), REASON_WITHDRAWN, now)
             for keys, dests in withdrawals.items()
         ]
-        *cancelled, inserted = await asyncio.gather(
+        results: list[Any] = await asyncio.gather(
             *cancels, self.store.append(items), return_exceptions=True
         )
+        *cancelled, inserted = results
         if isinstance(inserted, BaseException):
             raise inserted
         for result in cancelled:

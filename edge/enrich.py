@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
-from user_agents import parse as parse_user_agent
+from user_agents import parse as parse_user_agent  # type: ignore[import-untyped]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_FORWARDED_HOPS = 20

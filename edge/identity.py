@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import random
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from types import MappingProxyType
 from urllib.parse import parse_qsl, urlsplit
@@ -121,11 +122,11 @@ class ClickId:
     cookie: str  # the first-party cookie the edge keeps it in
     lifetime_days: int
     # cookie value -> the Ids value (None: not ours / unparseable)
-    read: Callable[[str], str | None] = field(default=lambda v: v)
+    read: Callable[[str], str | None] = dataclasses.field(default=lambda v: v)
     # (click id, now seconds, subdomain index) -> cookie value
-    write: Callable[[str, float, int], str] = field(default=lambda v, now, idx: v)
+    write: Callable[[str, float, int], str] = dataclasses.field(default=lambda v, now, idx: v)
     # (cookie value) -> creation time in seconds, when the value carries one
-    created: Callable[[str], float | None] = field(default=lambda v: None)
+    created: Callable[[str], float | None] = dataclasses.field(default=lambda v: None)
     charset: re.Pattern[str] = ID_CHARSET
 
 
@@ -590,9 +591,9 @@ class Identifier:
         if jar:
             for name, (id_field, read) in BROWSER_COOKIES.items():
                 raw = jar.get(name)
-                value = read(raw) if raw else None
-                if value and ID_CHARSET.match(value):
-                    ids[id_field] = value
+                found = read(raw) if raw else None
+                if found and ID_CHARSET.match(found):
+                    ids[id_field] = found
         if cookies:
             ga = cookies.get("_ga")
             client_id = _ga_client_id(ga) if ga else None

@@ -289,6 +289,13 @@ def split_data(data: Data | dict[str, Any] | None, path: str) -> tuple[Data, dic
         raise _invalid(err, f"{path}.data") from None
 
 
+def split_event_data(event: EventIn, path: str) -> tuple[Data, dict[str, Any]]:
+    """``split_data`` of ``event.data``: a dict as ``EventIn`` declares it, or the ``Data``
+    that ``decode_events`` decoded it into already (``_EventWithKnownData``). Read here, in
+    a module that is not compiled: compiled code would hold ``data`` to its declared type."""
+    return split_data(event.data, path)
+
+
 def check_time(value: float | None, now: float, path: str) -> int:
     """Event time in unix seconds; receipt time when absent. Milliseconds are refused."""
     if value is None:
