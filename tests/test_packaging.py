@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -50,19 +51,22 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Built from a copy: setuptools leaves build/ behind, and a stale build/ in the checkout
     # would put files into the wheel that the tree no longer has.
     source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, source / name)
     for name in ("edge", "tags", "static", "examples"):
-        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        skipped = shutil.ignore_patterns("__pycache__", "*.so")  # the in-place compiled modules
+        shutil.copytree(ROOT / name, source / name, ignore=skipped)
     out = tmp_path_factory.mktemp("wheel")
-    # Offline: the test environment has setuptools (the test extra), so no build isolation.
+    # Offline: the test environment has setuptools (the test extra), so no build isolation;
+    # pure (the compiled hit path is tested where the suite runs it: tests/test_compiled.py).
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
         + ["--wheel-dir", str(out), str(source)],
         check=True,
         capture_output=True,
         timeout=120,
+        env={**os.environ, "CAPI_EDGE_PURE": "1"},
     )
     (built,) = out.glob("capi_edge-*.whl")
     return built

@@ -1,0 +1,43 @@
+"""Compiles the hit path with mypyc; everything else is in pyproject.toml.
+
+The modules every hit runs through (HTTP plumbing, identity and cookies, consent, routing,
+the collect endpoint) are plain, typed Python compiled to C extension modules by mypyc:
+the same source, about half the CPU per hit (docs/benchmarks.md). ``CAPI_EDGE_PURE=1``
+builds without compiling; so does a machine without mypy or a C compiler, with a warning:
+the edge then runs the same modules as Python.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from setuptools import setup
+
+COMPILED_MODULES = [
+    "edge/hits.py",
+    "edge/middleware.py",
+    "edge/collect.py",
+    "edge/identity.py",
+    "edge/consent.py",
+    "edge/routing.py",
+    "edge/enrich.py",
+]
+
+
+def compiled_extensions() -> list:
+    if os.environ.get("CAPI_EDGE_PURE") == "1":
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        print("capi-edge: mypyc is not installed; the hit path runs as Python", file=sys.stderr)
+        return []
+    # The build environment holds only the build requirements: third-party modules are
+    # typed as Any there (compiled code calls them as Python would), and the modules these
+    # import are read for their types only (their own type errors are not the build's).
+    options = ["--ignore-missing-imports", "--follow-imports=silent"]
+    return mypycify([*options, *COMPILED_MODULES], opt_level="3")
+
+
+setup(ext_modules=compiled_extensions())

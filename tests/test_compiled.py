@@ -1,0 +1,59 @@
+"""The hit path runs compiled: every module setup.py compiles is imported as its mypyc
+extension, and no extension is older than its source (Python would import it anyway, and
+run the code as it was before the edit)."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compiled_modules() -> list[str]:
+    """``setup.COMPILED_MODULES``, read without running setup.py."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "COMPILED_MODULES" for t in node.targets
+        ):
+            return list(ast.literal_eval(node.value))
+    raise AssertionError("setup.py has no COMPILED_MODULES")
+
+
+def test_the_compiled_modules_are_the_hit_path() -> None:
+    assert compiled_modules() == [
+        "edge/hits.py",
+        "edge/middleware.py",
+        "edge/collect.py",
+        "edge/identity.py",
+        "edge/consent.py",
+        "edge/routing.py",
+        "edge/enrich.py",
+    ]
+    for path in compiled_modules():
+        assert (ROOT / path).is_file(), path
+
+
+@pytest.mark.skipif(os.environ.get("CAPI_EDGE_PURE") == "1", reason="built pure on purpose")
+@pytest.mark.parametrize("path", compiled_modules())
+def test_the_module_runs_compiled(path: str) -> None:
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    assert module.__file__ is not None
+    assert module.__file__.endswith(".so"), (
+        f"{path} runs as Python: run `bash .ci/bootstrap` to compile it (it needs a C"
+        " compiler and the Python headers), or set CAPI_EDGE_PURE=1 to run it as Python"
+    )
+
+
+@pytest.mark.parametrize("path", compiled_modules())
+def test_no_extension_is_older_than_its_source(path: str) -> None:
+    source = ROOT / path
+    for built in source.parent.glob(f"{source.stem}.cpython-*.so"):
+        assert built.stat().st_mtime >= source.stat().st_mtime, (
+            f"{built.name} was built before {path} last changed: run `bash .ci/bootstrap`"
+        )
