@@ -25,17 +25,12 @@ def compiled_modules() -> list[str]:
     raise AssertionError("setup.py has no COMPILED_MODULES")
 
 
-def test_the_compiled_modules_are_the_hit_path() -> None:
-    assert compiled_modules() == [
-        "edge/hits.py",
-        "edge/middleware.py",
-        "edge/collect.py",
-        "edge/identity.py",
-        "edge/consent.py",
-        "edge/routing.py",
-        "edge/enrich.py",
-    ]
-    for path in compiled_modules():
+def test_the_modules_every_hit_runs_through_are_compiled_and_exist() -> None:
+    compiled = compiled_modules()
+    # edge.hits serves a hit, edge.collect handles it, identity and routing do most of it
+    hit_path = {"edge/hits.py", "edge/collect.py", "edge/identity.py", "edge/routing.py"}
+    assert hit_path <= set(compiled)
+    for path in compiled:
         assert (ROOT / path).is_file(), path
 
 
