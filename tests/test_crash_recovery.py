@@ -49,6 +49,10 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def command_line(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
 def wait_healthy(url: str) -> None:
     def up() -> bool:
         try:
@@ -97,7 +101,8 @@ def test_sigkill_after_acknowledging_loses_nothing(tmp_path: Path, sinks: str, i
     try:
         wait_healthy(f"{edge_url}/healthz")
         if ingest == "journal":  # hold the indexer: every hit stays in the journal only
-            (indexer,) = children(edge.pid)
+            # (its other child is the journal's sync helper)
+            (indexer,) = [pid for pid in children(edge.pid) if b"indexer" in command_line(pid)]
             os.kill(indexer, signal.SIGSTOP)
         ids = [f"crash-{i}" for i in range(EVENTS)]
         for event_id in ids:

@@ -104,7 +104,7 @@ async def test_the_appends_of_one_loop_turn_share_one_flush(
 ) -> None:
     syncs = count_calls(monkeypatch, "fdatasync")
     writes = count_calls(monkeypatch, "write")
-    journal = await open_journal(tmp_path / "j")
+    journal = await open_journal(tmp_path / "j", sync_helper=False)  # syncs in this process
     seqs = await asyncio.gather(*(journal.append(b"hit %d" % i) for i in range(50)))
     assert seqs == list(range(1, 51))  # in call order
     assert len(syncs) == 1 and len(writes) == 1
@@ -131,7 +131,7 @@ async def test_an_append_is_acknowledged_only_after_its_sync_and_the_loop_runs_m
         active[0] -= 1
 
     monkeypatch.setattr(journal_module.os, "fdatasync", slow_fdatasync)
-    journal = await open_journal(tmp_path / "j")
+    journal = await open_journal(tmp_path / "j", sync_helper=False)
     try:
         first = asyncio.ensure_future(journal.append(b"first"))
         await asyncio.to_thread(syncing.wait, WAIT_SECONDS)
@@ -359,7 +359,7 @@ async def test_a_failed_flush_fails_its_appends_and_leaves_no_garbage(
     fail: Callable[[pytest.MonkeyPatch], None],
 ) -> None:
     directory = tmp_path / "j"
-    journal = await open_journal(directory)
+    journal = await open_journal(directory, sync_helper=False)
     assert await journal.append(b"kept") == 1
     with monkeypatch.context() as patch:
         fail(patch)
@@ -400,7 +400,7 @@ async def test_a_cancelled_append_is_written_and_breaks_nothing(
         real(fd)
 
     monkeypatch.setattr(journal_module.os, "fdatasync", slow_fdatasync)
-    journal = await open_journal(tmp_path / "j")
+    journal = await open_journal(tmp_path / "j", sync_helper=False)
     appends = [asyncio.ensure_future(journal.append(b"r%d" % i)) for i in range(3)]
     await asyncio.sleep(0.01)
     appends[1].cancel()

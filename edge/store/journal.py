@@ -14,12 +14,18 @@ import asyncio
 import contextlib
 import errno
 import fcntl
-import functools
 import logging
 import os
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from edge import syncer as helper_protocol
 from edge.errors import StoreError
 
 from .segments import (
@@ -37,46 +43,212 @@ from .segments import (
 
 log = logging.getLogger("capi_edge.store")
 
+# Flushes written and waiting for their sync at once. More than one lets the records of a
+# busy moment go to disk while the loop is still answering the hits before them.
+MAX_SYNCS_IN_FLIGHT = 1
+# The sync helper's command; the socket's descriptor is appended.
+SYNC_HELPER_COMMAND = [sys.executable, "-m", "edge.syncer"]
+HELPER_EXIT_SECONDS = 2.0  # for the helper to exit once the journal closes its end
+REPLY_BYTES = 4096
+
+Reply = Callable[[int], None]  # a sync's outcome: 0, or the errno
+
+
+class _Flight:
+    """One flush: its records written, its sync awaited."""
+
+    __slots__ = ("first", "waiters", "start", "failed")
+
+    def __init__(self, first: int, waiters: list[asyncio.Future[int]], start: int) -> None:
+        self.first = first
+        self.waiters = waiters
+        self.start = start  # where its frames begin in the segment
+        self.failed = False
+
+
+class _ThreadSyncer:
+    """Syncs on one background thread, in order. The fallback when no helper process runs."""
+
+    def __init__(self, reply: Reply) -> None:
+        self._reply = reply
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._segment: int | None = None  # the thread's own descriptor of the segment
+
+    def sync(self, new_segment: tuple[int, int] | None) -> None:
+        loop = asyncio.get_running_loop()
+        if new_segment is not None:
+            new_segment = (os.dup(new_segment[0]), os.dup(new_segment[1]))
+        job = loop.run_in_executor(self._executor, self._sync, new_segment)
+        job.add_done_callback(self._done)
+
+    def _sync(self, new_segment: tuple[int, int] | None) -> int:
+        if new_segment is None:
+            return helper_protocol.sync_status(self._segment)
+        directory, segment = new_segment
+        if self._segment is not None:
+            os.close(self._segment)
+        self._segment = segment
+        try:
+            return helper_protocol.sync_status(segment, directory)
+        finally:
+            os.close(directory)
+
+    def _done(self, job: asyncio.Future[int]) -> None:
+        if job.cancelled():
+            self._reply(errno.ECANCELED)
+        elif job.exception() is not None:
+            self._reply(errno.EIO)
+        else:
+            self._reply(job.result())
+
+    def close(self) -> None:
+        self._executor.submit(self._close_segment)
+        self._executor.shutdown(wait=False)  # the jobs queued still run
+
+    def _close_segment(self) -> None:
+        if self._segment is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._segment)
+            self._segment = None
+
+
+class _ProcessSyncer:
+    """Syncs in a helper process (``edge.syncer``), in order; ``died`` is called if it goes."""
+
+    def __init__(self, reply: Reply, died: Callable[[], None]) -> None:
+        self._reply = reply
+        self._died = died
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.process = subprocess.Popen(
+                [*SYNC_HELPER_COMMAND, str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._channel: socket.socket | None = ours
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def sync(self, new_segment: tuple[int, int] | None) -> None:
+        channel = self._channel
+        assert channel is not None, "the journal stops asking once the helper is lost"
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(channel.fileno(), self._read)
+        try:
+            if new_segment is None:
+                channel.send(helper_protocol.SYNC)
+            else:
+                socket.send_fds(channel, [helper_protocol.NEW_SEGMENT], list(new_segment))
+        except OSError as err:  # its end is closed, or (never with few in flight) full
+            self._lost(f"cannot reach it ({reason(err)})")
+
+    def _read(self) -> None:
+        channel = self._channel
+        while channel is not None:
+            try:
+                statuses = channel.recv(REPLY_BYTES)
+            except BlockingIOError:
+                return
+            except OSError as err:
+                self._lost(f"its socket failed ({reason(err)})")
+                return
+            if not statuses:
+                self._lost(f"it exited ({self.process.poll()})")
+                return
+            for status in statuses:
+                self._reply(status)
+            channel = self._channel
+
+    def _lost(self, why: str) -> None:
+        log.warning("journal sync helper (pid %d): %s; syncing on a thread", self.process.pid, why)
+        self._shut()
+        with contextlib.suppress(OSError):
+            self.process.kill()  # if it still runs, it is no longer asked anything
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(HELPER_EXIT_SECONDS)  # at once, unless stuck in the disk
+        self._died()
+
+    def _shut(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is None:
+            return
+        if self._loop is not None:
+            self._loop.remove_reader(channel.fileno())
+        channel.close()  # the helper sees the end and exits
+
+    def close(self) -> None:
+        self._shut()
+        deadline = time.monotonic() + HELPER_EXIT_SECONDS
+        while self.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
 
 class Journal:
     """The writing end. One per directory (``open`` takes an exclusive lock on it), used from
     one event loop.
 
     ``open`` is synchronous and blocks (it reads and repairs the newest segment): call it at
-    startup, before serving. ``append`` and ``close`` are coroutines; every write and sync
-    runs on one background thread, one flush at a time, while the loop goes on.
-    ``sync=False`` skips fdatasync: records then survive a crash of the process, not of the
-    machine.
+    startup, before serving. ``append`` and ``close`` are coroutines. Records are written on
+    the loop (into the page cache: no wait for the disk), and the wait for ``fdatasync`` runs
+    elsewhere while the loop goes on: in a helper process (``edge.syncer``) by default, or on
+    a background thread with ``sync_helper=False``, when the helper cannot start, or if it
+    dies. ``sync=False`` skips fdatasync: records then survive a crash of the process, not of
+    the machine.
     """
 
     def __init__(
-        self, directory: str | Path, *, sync: bool = True, segment_bytes: int = SEGMENT_BYTES
+        self,
+        directory: str | Path,
+        *,
+        sync: bool = True,
+        segment_bytes: int = SEGMENT_BYTES,
+        sync_helper: bool = True,
     ) -> None:
         if segment_bytes <= 0:
             raise ValueError("segment_bytes must be positive")
         self.directory = Path(directory)
         self.sync = sync
         self.segment_bytes = segment_bytes
+        self.sync_helper = sync_helper
         self._last_seq = 0
         self._next_seq = 1
+        self._opened = False
         self._closed = False
-        self._executor: ThreadPoolExecutor | None = None
+        self._syncer: _ThreadSyncer | _ProcessSyncer | None = None
         self._dir_fd: int | None = None  # also holds the writer's lock
-        # The event loop's side: records appended since the last flush began.
+        # Records appended since the last flush.
         self._payloads: list[bytes] = []
         self._waiters: list[asyncio.Future[int]] = []
         self._scheduled = False
-        self._in_flight: asyncio.Future[None] | None = None
-        # The flush thread's side (``open``'s before the thread exists): the segment written.
+        # Flushes written, oldest first; each has one sync request out, answered in order.
+        self._flights: deque[_Flight] = deque()
+        self._settled: asyncio.Future[None] | None = None  # close() waits on it
+        # The segment written.
         self._fd: int | None = None
         self._segment = 0  # its first seq
-        self._size = 0  # its length; every byte before it is a good frame
+        self._size = 0  # its length written; every byte before it is a good frame
         self._segment_next = 0  # the seq its next frame must carry
+        self._announced = False  # whether the syncer holds this segment
 
     @property
     def last_seq(self) -> int:
         """The seq of the last durable record (or ``after`` given to ``open``, if higher)."""
         return self._last_seq
+
+    @property
+    def helper_pid(self) -> int | None:
+        """The sync helper's pid while one runs."""
+        syncer = self._syncer
+        return syncer.process.pid if isinstance(syncer, _ProcessSyncer) else None
 
     def open(self, *, after: int = 0) -> None:
         """Recover the directory and get ready to append.
@@ -84,7 +256,7 @@ class Journal:
         ``after`` is the last seq a consumer has applied: new records come after it even when
         the segments that held it are gone (released, or lost with writes never synced).
         """
-        if self._executor is not None or self._closed:
+        if self._opened or self._closed:
             raise StoreError(f"journal {self.directory} was opened already")
         try:
             self._recover(after)
@@ -94,7 +266,19 @@ class Journal:
         except BaseException:
             self._close_files()
             raise
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        if self.sync:
+            self._syncer = self._start_syncer()
+        self._opened = True
+
+    def _start_syncer(self) -> _ThreadSyncer | _ProcessSyncer:
+        if self.sync_helper:
+            try:
+                return _ProcessSyncer(self._synced, self._helper_died)
+            except OSError as err:
+                log.warning(
+                    "journal sync helper cannot start (%s); syncing on a thread", reason(err)
+                )
+        return _ThreadSyncer(self._synced)
 
     def _recover(self, after: int) -> None:
         created = not self.directory.exists()
@@ -143,10 +327,10 @@ class Journal:
     async def append(self, payload: bytes) -> int:
         """Add one record; return its seq once the record is durable.
 
-        Records appended in the same loop turn, or while a flush is under way, share the next
-        flush. Cancelling the caller does not take the record back.
+        Records appended in the same loop turn, or while earlier flushes fill the pipeline,
+        share the next flush. Cancelling the caller does not take the record back.
         """
-        if self._executor is None or self._closed:
+        if not self._opened or self._closed:
             state = "closed" if self._closed else "not open"
             raise StoreError(f"journal {self.directory} is {state}")
         if len(payload) > MAX_RECORD_BYTES:
@@ -158,77 +342,124 @@ class Journal:
         self._payloads.append(bytes(payload))  # a copy only if the caller could still change it
         self._waiters.append(waiter)
         self._next_seq += 1
-        if not self._scheduled and self._in_flight is None:
+        if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
         return await waiter
 
     def _flush(self) -> None:
-        """Hand every record appended so far to the flush thread, unless a flush is under way
-        (then ``_flushed`` calls this again)."""
+        """Write every record appended so far and ask for its sync, unless the pipeline is
+        full (then ``_synced`` calls this again)."""
         self._scheduled = False
-        if self._in_flight is not None or not self._payloads or self._executor is None:
+        if not self._payloads or len(self._flights) >= MAX_SYNCS_IN_FLIGHT:
             return
+        first = self._next_seq - len(self._payloads)
+        new_segment = (
+            self._fd is None
+            or first != self._segment_next  # a gap: after a failed flush, or open(after=)
+            or self._size >= self.segment_bytes
+        )
+        if new_segment and self._flights:
+            return  # a segment ends only once every flush in it is synced
         payloads, waiters = self._payloads, self._waiters
         self._payloads, self._waiters = [], []
-        first = self._next_seq - len(payloads)
-        loop = asyncio.get_running_loop()
-        flight = loop.run_in_executor(self._executor, self._write, first, payloads)
-        flight.add_done_callback(functools.partial(self._flushed, first, waiters))
-        self._in_flight = flight
-
-    def _flushed(
-        self, first: int, waiters: list[asyncio.Future[int]], flight: asyncio.Future[None]
-    ) -> None:
-        self._in_flight = None
-        error = StoreError("the flush was cancelled") if flight.cancelled() else flight.exception()
-        if error is None:
-            self._last_seq = first + len(waiters) - 1
-            for seq, waiter in enumerate(waiters, first):
-                if not waiter.done():  # done: its caller was cancelled
-                    waiter.set_result(seq)
-        else:
-            if isinstance(error, StoreError):
-                message = str(error)
-            else:
-                message = f"journal {self.directory}: the flush failed ({reason(error)})"
-            for waiter in waiters:
-                if not waiter.done():
-                    failure = StoreError(message)  # one each: they are raised in many tasks
-                    failure.__cause__ = error
-                    waiter.set_exception(failure)
-        if self._payloads and not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _write(self, first: int, payloads: list[bytes]) -> None:
-        """Write and sync one flush; on failure leave no trace of it. On the flush thread."""
+        start = 0 if new_segment else self._size
         try:
-            if (
-                self._fd is None
-                or first != self._segment_next  # a gap: after a failed flush, or open(after=)
-                or self._size >= self.segment_bytes
-            ):
+            if new_segment:
                 self._start_segment(first)
             assert self._fd is not None
             data = frames(first, payloads)
-            with memoryview(data) as view:
-                written = 0
-                while written < len(view):
-                    count = os.write(self._fd, view[written:])
-                    if count == 0:
-                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                    written += count
-            if self.sync:
-                os.fdatasync(self._fd)
-        except BaseException as err:
-            self._undo()
-            if not isinstance(err, OSError):
-                raise
-            segment = self.directory / segment_name(self._segment)
-            raise StoreError(f"journal segment {segment}: {reason(err)}") from err
+            self._write_all(self._fd, data)
+        except Exception as err:
+            self._undo(start)
+            self._fail(waiters, self._failure(err))
+            self._reschedule()
+            return
         self._size += len(data)
         self._segment_next = first + len(payloads)
+        flight = _Flight(first, waiters, start)
+        if self._syncer is None:  # sync=False: written is all there is to wait for
+            self._acknowledge(flight)
+            return
+        self._flights.append(flight)
+        self._syncer.sync(self._announce())
+
+    @staticmethod
+    def _write_all(fd: int, data: bytes) -> None:
+        with memoryview(data) as view:
+            written = 0
+            while written < len(view):
+                count = os.write(fd, view[written:])
+                if count == 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += count
+
+    def _synced(self, status: int) -> None:
+        """The answer to the oldest sync request out."""
+        if not self._flights:
+            log.error("journal %s: a sync answer with no flush waiting", self.directory)
+            return
+        flight = self._flights.popleft()
+        if flight.failed:
+            pass  # an earlier flush's sync failed: this one was failed with it
+        elif status == helper_protocol.OK:
+            self._acknowledge(flight)
+        else:
+            # Every later flush was written after this one's bytes: fail them too, and cut
+            # the segment back to before them all.
+            error = self._failure(OSError(status, os.strerror(status)))
+            self._fail(flight.waiters, error)
+            for later in self._flights:
+                later.failed = True
+                self._fail(later.waiters, error)
+            self._undo(flight.start)
+        if self._settled is not None and not self._settled.done():
+            self._settled.set_result(None)
+        self._reschedule()
+
+    def _helper_died(self) -> None:
+        """Sync what the helper left unanswered, and all that follows, on a thread instead.
+
+        Its answers arrive in order, so the flushes still waiting are exactly the requests
+        it never answered: each is asked again, none twice."""
+        syncer = self._syncer = _ThreadSyncer(self._synced)
+        self._announced = False
+        for _ in range(len(self._flights)):
+            syncer.sync(self._announce())
+
+    def _announce(self) -> tuple[int, int] | None:
+        """The segment for the syncer's next request, if it does not know it yet."""
+        if self._announced or self._fd is None or self._dir_fd is None:
+            return None
+        self._announced = True
+        return (self._dir_fd, self._fd)
+
+    def _acknowledge(self, flight: _Flight) -> None:
+        self._last_seq = flight.first + len(flight.waiters) - 1
+        for seq, waiter in enumerate(flight.waiters, flight.first):
+            if not waiter.done():  # done: its caller was cancelled
+                waiter.set_result(seq)
+
+    def _failure(self, error: BaseException) -> StoreError:
+        if isinstance(error, StoreError):
+            return error
+        segment = self.directory / segment_name(self._segment)
+        failure = StoreError(f"journal segment {segment}: {reason(error)}")
+        failure.__cause__ = error
+        return failure
+
+    @staticmethod
+    def _fail(waiters: list[asyncio.Future[int]], error: StoreError) -> None:
+        for waiter in waiters:
+            if not waiter.done():
+                failure = StoreError(str(error))  # one each: they are raised in many tasks
+                failure.__cause__ = error.__cause__
+                waiter.set_exception(failure)
+
+    def _reschedule(self) -> None:
+        if self._payloads and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _start_segment(self, first: int) -> None:
         if self._fd is not None:
@@ -237,16 +468,18 @@ class Journal:
         path = self.directory / segment_name(first)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
         self._fd = os.open(path, flags, SEGMENT_MODE)
+        # The syncer fsyncs the directory too, so the new name survives a power loss.
         self._segment, self._size, self._segment_next = first, 0, first
-        if self.sync and self._dir_fd is not None:
-            os.fsync(self._dir_fd)  # so that the new file's name survives a power loss too
+        self._announced = False
 
-    def _undo(self) -> None:
-        """Cut the segment back to its last good frame, so no later record follows garbage."""
+    def _undo(self, size: int) -> None:
+        """Cut the segment back to ``size``, so no later record follows garbage."""
+        self._size = min(self._size, size)
+        self._segment_next = -1  # the next flush starts a new segment (seqs are not reused)
         if self._fd is None:
             return
         try:
-            os.ftruncate(self._fd, self._size)
+            os.ftruncate(self._fd, size)
         except OSError as err:
             # Leave the segment: the next flush starts a new one, and readers stop at the
             # first bad frame of a segment that has a successor.
@@ -256,18 +489,21 @@ class Journal:
                 os.close(fd)
 
     async def close(self) -> None:
-        """Finish every append accepted so far, then release the files and the thread."""
+        """Finish every append accepted so far, then release the files and the syncer."""
         if self._closed:
             return
         self._closed = True
-        while self._in_flight is not None or (self._payloads and self._executor is not None):
-            if self._in_flight is None:
+        loop = asyncio.get_running_loop()
+        while self._payloads or self._flights:
+            if self._flights:
+                self._settled = loop.create_future()
+                await asyncio.wait({self._settled})  # unlike await, never cancelled by us
+            else:
                 self._flush()
-            assert self._in_flight is not None
-            await asyncio.wait({self._in_flight})  # unlike await, never cancels the flush
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)  # idle: nothing is left for it
-            self._executor = None
+        self._settled = None
+        if self._syncer is not None:
+            self._syncer.close()
+            self._syncer = None
         self._close_files()
 
     def _close_files(self) -> None:
