@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import os
 import sys
+import tomllib
+from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-COMPILED_MODULES = [
-    "edge/hits.py",
-    "edge/middleware.py",
-    "edge/collect.py",
-    "edge/identity.py",
-    "edge/consent.py",
-    "edge/routing.py",
-    "edge/enrich.py",
-]
+# pyproject.toml's [tool.capi-edge] compiled: one list, also read by the bootstrap and tests
+COMPILED_MODULES: list[str] = tomllib.loads(
+    (Path(__file__).resolve().parent / "pyproject.toml").read_text(encoding="utf-8")
+)["tool"]["capi-edge"]["compiled"]
 
 
 def compiled_extensions() -> list:

@@ -1,12 +1,12 @@
-"""The hit path runs compiled: every module setup.py compiles is imported as its mypyc
-extension, and no extension is older than its source (Python would import it anyway, and
-run the code as it was before the edit)."""
+"""The hit path runs compiled: every module pyproject.toml lists for setup.py to compile is
+imported as its mypyc extension, and no extension is older than its source (Python would
+import it anyway, and run the code as it was before the edit)."""
 
 from __future__ import annotations
 
-import ast
 import importlib
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -15,14 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def compiled_modules() -> list[str]:
-    """``setup.COMPILED_MODULES``, read without running setup.py."""
-    tree = ast.parse((ROOT / "setup.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "COMPILED_MODULES" for t in node.targets
-        ):
-            return list(ast.literal_eval(node.value))
-    raise AssertionError("setup.py has no COMPILED_MODULES")
+    """The list setup.py compiles: ``[tool.capi-edge] compiled`` in pyproject.toml."""
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        return list(tomllib.load(f)["tool"]["capi-edge"]["compiled"])
 
 
 def test_the_modules_every_hit_runs_through_are_compiled_and_exist() -> None:
