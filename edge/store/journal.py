@@ -19,7 +19,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -183,11 +182,12 @@ class _ProcessSyncer:
         channel.close()  # the helper sees the end and exits
 
     def close(self) -> None:
+        """Let the helper go: it exits at once when its socket closes (nothing is in flight
+        by now), so this blocks the loop for a moment, at shutdown only."""
         self._shut()
-        deadline = time.monotonic() + HELPER_EXIT_SECONDS
-        while self.process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.001)
-        if self.process.poll() is None:
+        try:
+            self.process.wait(HELPER_EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
 
