@@ -31,11 +31,8 @@ from edge import tcf
 from edge.schema import Consent, StoredEvent
 
 AD_COOKIE_PURPOSE = "ad_storage"
-PURPOSES = ("ad_storage", "analytics_storage", "ad_user_data", "ad_personalization")
 REASON_GPC = "gpc"
 REASON_WITHDRAWN = "consent withdrawn"
-GPC_MODES = ("skip", "ldu", "ignore")
-STATES = ("granted", "denied")
 # The European Economic Area: the 27 EU member states, Iceland, Liechtenstein, Norway.
 EEA = frozenset(
     "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE "
@@ -91,9 +88,6 @@ class ConsentPolicy:
         if country and country in self._index:
             return self._index[country]
         return self._fallback
-
-
-DEFAULT_POLICY = ConsentPolicy()
 
 
 def expand_areas(areas: Iterable[str]) -> frozenset[str]:

@@ -61,11 +61,12 @@ from edge.schema import Ids
 DAY = 86_400
 MAX_ID_LENGTH = 512
 # What a click ID may contain: nothing that could break out of a Set-Cookie header or a URL.
-ID_CHARSET = re.compile(r"^[A-Za-z0-9._~\-]{1,512}$")
-AWC_CHARSET = re.compile(r"^[A-Za-z0-9._~,\-]{1,512}$")  # several awc values, comma-joined
+ID_CHARSET = re.compile(rf"^[A-Za-z0-9._~\-]{{1,{MAX_ID_LENGTH}}}$")
+# several awc values, comma-joined
+AWC_CHARSET = re.compile(rf"^[A-Za-z0-9._~,\-]{{1,{MAX_ID_LENGTH}}}$")
 # An fbclid is base64url: a dot in it would split the _fbc value into the wrong parts. Google's
 # click IDs are [\w-]+ too (gtag reads nothing else from a _gcl_* cookie).
-FBCLID_CHARSET = GCLID_CHARSET = re.compile(r"^[A-Za-z0-9_\-]{1,512}$")
+FBCLID_CHARSET = GCLID_CHARSET = re.compile(rf"^[A-Za-z0-9_\-]{{1,{MAX_ID_LENGTH}}}$")
 TTP_LENGTH = 27
 TTP_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 # Random bytes -> alphanumerics in one C call (the slight modulo bias is irrelevant to an ID).

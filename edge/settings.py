@@ -35,7 +35,6 @@ from .rules import NO_RULES, Rules, parse_rules
 CONSENT_PURPOSES = ("ad_storage", "analytics_storage", "ad_user_data", "ad_personalization")
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.1/32", "::1/128")
 COMMON_DESTINATION_KEYS = frozenset({"enabled", "base_url", "events", "consent", "rules"})
-SECRET_PREFIXES = ("env:", "file:", "literal:")
 MIN_API_KEY_LENGTH = 16
 MIN_SECRET_KEY_LENGTH = 32
 SIGNING_KEY_FILE = "secret_key"  # next to the database when [server] secret_key is not set
