@@ -60,10 +60,36 @@ def receive_request(channel: socket.socket, flags: int) -> tuple[bytes, list[int
     return message, list(fds)
 
 
+class HeldSegment:
+    """The segment a syncer keeps a descriptor of its own for: the helper's, and the thread's
+    that the journal falls back to."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+
+    def adopt(self, directory: int, segment: int) -> int:
+        """Hold ``segment`` from now on (the one held before is closed) and sync it after
+        ``directory``; both descriptors are the holder's to close."""
+        self.close()
+        self.fd = segment
+        try:
+            return sync_status(segment, directory)
+        finally:
+            os.close(directory)
+
+    def sync(self) -> int:
+        return sync_status(self.fd)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+
+
 class Helper:
     def __init__(self, channel: socket.socket) -> None:
         self.channel = channel
-        self.segment: int | None = None
+        self.segment = HeldSegment()
 
     def serve(self) -> None:
         while True:
@@ -89,27 +115,25 @@ class Helper:
 
     def answer(self, requests: list[tuple[bytes, list[int]]]) -> bytes:
         statuses = bytearray()
-        waiting = 0  # S requests for the current segment not yet synced
+        waiting = 0  # S requests for the held segment, answered by one sync
         for message, fds in requests:
-            if message == NEW_SEGMENT and len(fds) == MAX_FDS:
-                statuses += bytes([sync_status(self.segment)]) * waiting
-                waiting = 0
-                directory, segment = fds
-                if self.segment is not None:
-                    os.close(self.segment)
-                self.segment = segment
-                statuses.append(sync_status(segment, directory))
-                os.close(directory)
-            elif message == SYNC:
+            if message == SYNC:
                 waiting += 1
+                continue
+            statuses += self.sync_waiting(waiting)
+            waiting = 0
+            if message == NEW_SEGMENT and len(fds) == MAX_FDS:
+                statuses.append(self.segment.adopt(*fds))
             else:
                 for fd in fds:
                     os.close(fd)
-                statuses += bytes([sync_status(self.segment)]) * waiting
-                waiting = 0
                 statuses.append(errno.EPROTO)
-        statuses += bytes([sync_status(self.segment)]) * waiting
+        statuses += self.sync_waiting(waiting)
         return bytes(statuses)
+
+    def sync_waiting(self, waiting: int) -> bytes:
+        """One status for each of ``waiting`` requests, all from one sync (none for none)."""
+        return bytes([self.segment.sync()]) * waiting if waiting else b""
 
 
 def main(argv: list[str] | None = None) -> int:

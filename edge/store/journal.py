@@ -42,8 +42,9 @@ from .segments import (
 
 log = logging.getLogger("capi_edge.store")
 
-# Flushes written and waiting for their sync at once. More than one lets the records of a
-# busy moment go to disk while the loop is still answering the hits before them.
+# Flushes written and waiting for their sync at once. More would let a busy moment's records
+# go to disk while the loop answers the hits before them, but each extra flush costs the loop
+# more than that overlap gains (docs/benchmarks.md); the pipeline is kept, and tested with 3.
 MAX_SYNCS_IN_FLIGHT = 1
 # The sync helper's command; the socket's descriptor is appended.
 SYNC_HELPER_COMMAND = [sys.executable, "-m", "edge.syncer"]
@@ -71,7 +72,7 @@ class _ThreadSyncer:
     def __init__(self, reply: Reply) -> None:
         self._reply = reply
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
-        self._segment: int | None = None  # the thread's own descriptor of the segment
+        self._segment = helper_protocol.HeldSegment()  # used on the thread only
 
     def sync(self, new_segment: tuple[int, int] | None) -> None:
         loop = asyncio.get_running_loop()
@@ -82,15 +83,8 @@ class _ThreadSyncer:
 
     def _sync(self, new_segment: tuple[int, int] | None) -> int:
         if new_segment is None:
-            return helper_protocol.sync_status(self._segment)
-        directory, segment = new_segment
-        if self._segment is not None:
-            os.close(self._segment)
-        self._segment = segment
-        try:
-            return helper_protocol.sync_status(segment, directory)
-        finally:
-            os.close(directory)
+            return self._segment.sync()
+        return self._segment.adopt(*new_segment)
 
     def _done(self, job: asyncio.Future[int]) -> None:
         if job.cancelled():
@@ -105,10 +99,8 @@ class _ThreadSyncer:
         self._executor.shutdown(wait=False)  # the jobs queued still run
 
     def _close_segment(self) -> None:
-        if self._segment is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._segment)
-            self._segment = None
+        with contextlib.suppress(OSError):
+            self._segment.close()
 
 
 class _ProcessSyncer:
