@@ -41,7 +41,9 @@ def compiled_extensions() -> list:
 class OptionalBuildExt(build_ext):
     """A compile that fails (no C compiler, no Python headers) leaves the hit path as
     Python instead of failing the install. All or nothing: the compiled modules share one
-    runtime library, so whatever was built before the failure is removed."""
+    runtime library, so whatever was built before the failure is removed, and a wheel
+    being built is then tagged pure (``py3-none-any``): it holds no extension, so it is
+    not tied to this platform."""
 
     def run(self) -> None:
         try:
@@ -51,10 +53,16 @@ class OptionalBuildExt(build_ext):
                 built = self.get_ext_fullpath(extension.name)
                 if os.path.exists(built):
                     os.remove(built)
+            # bdist_wheel decided "not pure" from ext_modules before building, and reads
+            # the flag again once the build is done, for the tag and the WHEEL file.
+            wheel = self.distribution.get_command_obj("bdist_wheel", create=False)
+            if wheel is not None:
+                wheel.root_is_pure = True
             print(
                 f"capi-edge: the hit path was not compiled ({err}); it runs as Python",
                 file=sys.stderr,
             )
 
 
-setup(ext_modules=compiled_extensions(), cmdclass={"build_ext": OptionalBuildExt})
+if __name__ == "__main__":  # as setuptools runs it; tests import the classes above
+    setup(ext_modules=compiled_extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from setuptools import Distribution, Extension
 
 from edge import assets
 
@@ -118,3 +120,50 @@ def test_the_unpacked_wheel_serves_the_loader_and_the_demo_shop(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert str(site) in done.stdout
+
+
+def build_ext_then_wheel_tag(tmp_path: Path, source: str) -> tuple[bool, tuple[str, str, str]]:
+    """Build one C extension with setup.py's build_ext, as a wheel build would: whether the
+    wheel is then pure, and its tag."""
+    spec = importlib.util.spec_from_file_location("capi_edge_setup", ROOT / "setup.py")
+    assert spec is not None and spec.loader is not None
+    setup_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_script)  # defines the commands; setup() runs only as main
+    (tmp_path / "probe.c").write_text(source)
+    dist = Distribution(
+        {
+            "name": "probe",
+            "version": "0",
+            "ext_modules": [Extension("probe", [str(tmp_path / "probe.c")])],
+            "cmdclass": {"build_ext": setup_script.OptionalBuildExt},
+        }
+    )
+    wheel = dist.get_command_obj("bdist_wheel")
+    wheel.ensure_finalized()
+    assert not wheel.root_is_pure  # an extension to build: a platform wheel, so far
+    build = dist.get_command_obj("build_ext")
+    build.build_temp, build.build_lib = str(tmp_path / "temp"), str(tmp_path / "lib")
+    build.ensure_finalized()
+    build.run()
+    return bool(wheel.root_is_pure), wheel.get_tag()
+
+
+def test_a_wheel_whose_compile_failed_is_tagged_pure(tmp_path: Path) -> None:
+    """No compiler, or a compile error: the hit path stays Python and the wheel holds no
+    extension, so it must not claim this platform."""
+    pure, tag = build_ext_then_wheel_tag(tmp_path, "#error this compile fails on purpose\n")
+    assert pure
+    assert tag == ("py3", "none", "any")
+    assert not list((tmp_path / "lib").glob("probe*"))
+
+
+def test_a_wheel_whose_compile_worked_keeps_its_platform_tag(tmp_path: Path) -> None:
+    module = """
+#include <Python.h>
+static struct PyModuleDef probe = {PyModuleDef_HEAD_INIT, "probe", NULL, -1, NULL};
+PyMODINIT_FUNC PyInit_probe(void) { return PyModule_Create(&probe); }
+"""
+    pure, tag = build_ext_then_wheel_tag(tmp_path, module)
+    assert not pure
+    assert tag[0].startswith("cp3") and tag[2] != "any"
+    assert list((tmp_path / "lib").glob("probe*.so"))
