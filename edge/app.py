@@ -30,6 +30,7 @@ from edge.middleware import (
     RateLimiter,
     RateLimitMiddleware,
 )
+from edge.retention import Retention
 from edge.settings import Settings
 from edge.store import Store
 from edge.store.journaled import JournaledStore
@@ -95,6 +96,10 @@ def create_app(
 
         admin = create_admin(settings, store, dispatcher, collector, clock=clock)  # type: ignore[arg-type]
     loader = LoaderScript()
+    # [server] retention_days; 0 keeps everything
+    retention = (
+        Retention(store, settings.retention_days, clock=clock) if settings.retention_days else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -103,9 +108,13 @@ def create_app(
             await admin.startup()
         if dispatch:
             await dispatcher.start()
+        if retention is not None:
+            retention.start()
         try:
             yield {}
         finally:
+            if retention is not None:
+                await retention.stop()
             if admin is not None:
                 await admin.shutdown()
             await dispatcher.stop()
@@ -154,4 +163,5 @@ def create_app(
     app.state.store = store
     app.state.dispatcher = dispatcher
     app.state.collector = collector
+    app.state.retention = retention
     return app

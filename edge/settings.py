@@ -41,6 +41,10 @@ SIGNING_KEY_FILE = "secret_key"  # next to the database when [server] secret_key
 AREA_PATTERN = re.compile(r"^(EEA|EU|[A-Z]{2}|[A-Z]{2}-[A-Z0-9]{1,3})$")
 MIN_ADMIN_PASSWORD_LENGTH = 12
 DEFAULT_SESSION_HOURS = 12.0
+DEFAULT_RETENTION_DAYS = 30.0
+# Shorter would forget an event_id while a platform may still take the event (Meta: 7 days)
+# and a repeat of it could be stored and sent again.
+MIN_RETENTION_DAYS = 7.0
 
 
 class SiteConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -63,6 +67,9 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     # Signs the identity backup cookie (literal, env:, file:). Unset: a random key kept in
     # <data dir>/secret_key. Several machines must share one: set it explicitly.
     secret_key: str | None = None
+    # Events older than this with no delivery pending are deleted with their deliveries,
+    # and older attempts too; 0 keeps everything (edge.retention).
+    retention_days: float = DEFAULT_RETENTION_DAYS
 
 
 class ApiConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -177,6 +184,7 @@ class Settings:
     geoip_database: Path | None = None
     secret_key: bytes | None = None  # None: the generated one (see ``secret_key``)
     ingest: str = "journal"  # [server] ingest: see edge.store.journaled
+    retention_days: float = DEFAULT_RETENTION_DAYS  # 0: keep everything (edge.retention)
 
     def secrets(self) -> list[str]:
         """Every secret value, so logs and debug views can redact them."""
@@ -416,6 +424,13 @@ def parse(text: str, *, source: str = "config", base: Path | None = None) -> Set
         problems.add("dispatch", "retry_base_seconds must be > 0 and <= retry_max_seconds")
     if dispatch.max_attempts < 1:
         problems.add("dispatch.max_attempts", "must be at least 1")
+    retention = file_config.server.retention_days
+    if retention != 0 and not retention >= MIN_RETENTION_DAYS:  # also refuses NaN
+        problems.add(
+            "server.retention_days",
+            f"must be 0 (keep everything) or at least {MIN_RETENTION_DAYS:g} days: platforms"
+            " take events up to 7 days old, and an event_id must be remembered that long",
+        )
 
     destinations = {}
     for name, raw in file_config.destinations.items():
@@ -454,6 +469,7 @@ def parse(text: str, *, source: str = "config", base: Path | None = None) -> Set
         geoip_database=geoip_database,
         secret_key=secret,
         ingest=file_config.server.ingest,
+        retention_days=file_config.server.retention_days,
     )
 
 

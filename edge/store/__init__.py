@@ -82,6 +82,15 @@ class Attempt:
     latency_ms: float
 
 
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """What one retention pass deleted (``Store.purge``)."""
+
+    events: int = 0
+    deliveries: int = 0
+    attempts: int = 0
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
 
@@ -119,6 +128,12 @@ class Store(Protocol):
 
     async def get_event(self, event_id: str) -> StoredEvent | None: ...
 
+    async def purge(self, before: float) -> Purged:
+        """Delete events received before ``before`` none of whose deliveries is pending,
+        with their deliveries, and attempts recorded before it (``edge.retention``). An
+        event still pending is kept, however old, until it is settled."""
+        ...
+
 
 __all__ = [
     "FINAL_STATUSES",
@@ -126,6 +141,7 @@ __all__ = [
     "Claimed",
     "Decision",
     "DeliveryRow",
+    "Purged",
     "Settlement",
     "Status",
     "Store",

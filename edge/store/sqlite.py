@@ -37,7 +37,7 @@ from edge.errors import StoreError
 from edge.identity import visitor_key
 from edge.schema import StoredEvent, decode_stored, encode_stored
 
-from . import Attempt, Claimed, Decision, DeliveryRow, Settlement
+from . import Attempt, Claimed, Decision, DeliveryRow, Purged, Settlement
 from .admin import AdminQueries
 
 T = TypeVar("T")
@@ -47,6 +47,7 @@ MAX_JOBS_PER_COMMIT = 512  # bounds one transaction's latency under a flood
 SETTLE_CHUNK = 250  # settlements per job: a 1,000-event batch settles in four commits
 DECODE_CHUNK = 200  # claimed events decoded between two turns of the loop
 BUSY_TIMEOUT_MS = 5_000
+PURGE_CHUNK = 200  # rows a retention job looks at: it never holds the write lock for long
 # Every index costs each hit a page write where its keys fall, and event_ids are random:
 # deliveries are keyed by event first, so an event's rows for all destinations share one
 # page of one index, which also serves every lookup by event or by (destination, event).
@@ -532,6 +533,22 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
         body = await self._submit(run)
         return decode_stored(body) if body is not None else None
 
+    async def purge(self, before: float) -> Purged:
+        # A job per chunk, so that hits and the dispatcher's commits go on between them.
+        # current=False: what the indexer has not filed yet is not old.
+        events = deliveries = attempts = 0
+        after: int | None = 0
+        while after is not None:
+            job = functools.partial(_purge_events, before=before, after=after)
+            (removed, removed_deliveries), after = await self._submit(job, current=False)
+            events, deliveries = events + removed, deliveries + removed_deliveries
+        after = 0
+        while after is not None:
+            job = functools.partial(_purge_attempts, before=before, after=after)
+            removed, after = await self._submit(job, current=False)
+            attempts += removed
+        return Purged(events, deliveries, attempts)
+
     async def attempts(self, destination: str, limit: int = 50) -> list[Attempt]:
         def run(conn: sqlite3.Connection) -> list[Attempt]:
             rows = conn.execute(
@@ -542,6 +559,63 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
             return [Attempt(*row) for row in rows]
 
         return await self._submit(run)
+
+
+# Retention (``purge``): rows are appended in arrival order, so the oldest come first by
+# rowid, and the first row young enough to keep ends a pass; no index on time is needed.
+EXPIRED_QUERIES = {
+    "events": "SELECT rowid, received_at, event_id FROM events",
+    "attempts": "SELECT rowid, at, rowid FROM attempts",
+}
+
+
+def _expired(
+    conn: sqlite3.Connection, table: str, before: float, after: int
+) -> tuple[list[Any], int | None]:
+    """The keys of ``table``'s rows older than ``before`` in the chunk after rowid ``after``,
+    and where the next chunk starts (None: the pass is done)."""
+    rows = conn.execute(
+        f"{EXPIRED_QUERIES[table]} WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, PURGE_CHUNK)
+    ).fetchall()
+    expired = [key for _, at, key in rows if at < before]
+    done = len(rows) < PURGE_CHUNK or len(expired) < len(rows)
+    return expired, None if done else rows[-1][0]
+
+
+def _purge_events(
+    conn: sqlite3.Connection, *, before: float, after: int
+) -> tuple[tuple[int, int], int | None]:
+    """One chunk: delete the old events and their deliveries, except events with a delivery
+    pending (looked up in the same transaction: a replay may have queued one again)."""
+    expired, next_chunk = _expired(conn, "events", before, after)
+    if not expired:
+        return (0, 0), next_chunk
+    marks = ",".join("?" * len(expired))
+    pending = {
+        row[0]
+        for row in conn.execute(
+            f"SELECT event_id FROM deliveries WHERE status = 'pending' AND event_id IN ({marks})",  # noqa: S608
+            expired,
+        )
+    }
+    gone = [event_id for event_id in expired if event_id not in pending]
+    if not gone:
+        return (0, 0), next_chunk
+    marks = ",".join("?" * len(gone))
+    deliveries = conn.execute(f"DELETE FROM deliveries WHERE event_id IN ({marks})", gone)  # noqa: S608
+    events = conn.execute(f"DELETE FROM events WHERE event_id IN ({marks})", gone)  # noqa: S608
+    return (events.rowcount, deliveries.rowcount), next_chunk
+
+
+def _purge_attempts(
+    conn: sqlite3.Connection, *, before: float, after: int
+) -> tuple[int, int | None]:
+    expired, next_chunk = _expired(conn, "attempts", before, after)
+    if not expired:
+        return 0, next_chunk
+    marks = ",".join("?" * len(expired))
+    deleted = conn.execute(f"DELETE FROM attempts WHERE rowid IN ({marks})", expired)  # noqa: S608
+    return deleted.rowcount, next_chunk
 
 
 def stored_row(
