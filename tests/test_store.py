@@ -162,7 +162,9 @@ async def test_big_claims_and_settlements_go_through_in_chunks(tmp_path: Path) -
         assert (await store.counts())["meta"] == {"sent": count}
 
 
-OLD_LAYOUT = """
+# The layouts of stores made before events were numbered: the first (deliveries keyed by
+# destination, an extra index by event_id, no consent columns), and the one after it.
+FIRST_LAYOUT = """
 CREATE TABLE events (event_id TEXT PRIMARY KEY, received_at REAL NOT NULL, body BLOB NOT NULL);
 CREATE TABLE deliveries (
     destination TEXT NOT NULL,
@@ -180,34 +182,69 @@ CREATE INDEX deliveries_due ON deliveries (destination, next_at) WHERE status = 
 CREATE INDEX deliveries_by_event ON deliveries (event_id);
 CREATE INDEX deliveries_dead ON deliveries (destination, updated_at) WHERE status = 'dead';
 """
+SECOND_LAYOUT = (
+    FIRST_LAYOUT.replace("body BLOB NOT NULL)", "body BLOB NOT NULL, visitor TEXT, ip TEXT)")
+    .replace("PRIMARY KEY (destination, event_id)", "PRIMARY KEY (event_id, destination)")
+    .replace("CREATE INDEX deliveries_by_event ON deliveries (event_id);\n", "")
+    + "CREATE INDEX events_by_visitor ON events (visitor) WHERE visitor IS NOT NULL;\n"
+)
 
 
 @pytest.mark.anyio
-async def test_a_store_keyed_by_destination_first_is_rekeyed_on_open(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", [FIRST_LAYOUT, SECOND_LAYOUT], ids=["first", "second"])
+async def test_a_store_made_before_events_were_numbered_is_migrated_on_open(
+    tmp_path: Path, layout: str
+) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as old:
-        old.executescript(OLD_LAYOUT)
+        old.executescript(layout)
+        # rowids out of order on purpose: arrival order is the rowid, not the insert order
+        for i, rowid in enumerate((7, 5)):
+            old.execute(
+                "INSERT INTO events (rowid, event_id, received_at, body) VALUES (?, ?, ?, ?)",
+                (rowid, f"old{i}", 1000.0 + i, encode_stored(event(f"old{i}", 1000.0 + i))),
+            )
         for i, (destination, status) in enumerate([("tiktok", "dead"), ("meta", "pending")]):
             old.execute(
-                "INSERT INTO events (event_id, received_at, body) VALUES (?, ?, ?)",
-                (f"old{i}", 1000.0, encode_stored(event(f"old{i}", 1000.0))),
-            )
-            old.execute(
-                "INSERT INTO deliveries (rowid, destination, event_id, status, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, 1000, 1000)",
+                "INSERT INTO deliveries (rowid, destination, event_id, status, attempts,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, 3, 1000, 1000)",
                 (10 + i, destination, f"old{i}", status),
             )
     async with opened_store(path) as store:
-        assert [(r.destination, r.status) for r in await store.deliveries("old1")] == [
-            ("meta", "pending")
+        assert [(r.destination, r.status, r.attempts) for r in await store.deliveries("old1")] == [
+            ("meta", "pending", 3)
+        ]
+        assert [(r.destination, r.status) for r in await store.deliveries("old0")] == [
+            ("tiktok", "dead")
         ]
         assert [c.event.event_id for c in await store.claim("meta", 10, 2000.0, 60)] == ["old1"]
         assert await store.append([(event("new"), PENDING)]) == [True]
+        assert [d.destination for d in await store.deliveries("new")] == ["meta", "tiktok"]
     with sqlite3.connect(path) as db:
         key = [row[2] for row in db.execute("PRAGMA index_info(sqlite_autoindex_deliveries_1)")]
         indexes = {row[1] for row in db.execute("PRAGMA index_list(deliveries)")}
-        rowids = db.execute("SELECT rowid, event_id FROM deliveries ORDER BY rowid").fetchall()
-    assert key == ["event_id", "destination"]
-    assert {"deliveries_due", "deliveries_dead"} <= indexes
-    assert "deliveries_by_event" not in indexes  # the new key serves lookups by event
-    assert rowids[:2] == [(10, "old0"), (11, "old1")]  # arrival order kept
+        numbered = db.execute("SELECT seq, event_id FROM events ORDER BY seq").fetchall()
+        rowids = db.execute(
+            "SELECT rowid, event, event_id FROM deliveries ORDER BY rowid"
+        ).fetchall()
+        tables = {
+            row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+    assert key == ["event", "destination"]
+    assert "deliveries_due" in indexes
+    assert "deliveries_by_event" not in indexes  # lookups go through the event's number
+    assert numbered == [(5, "old1"), (7, "old0"), (8, "new")]  # rowids kept, then the next
+    assert rowids[:2] == [(10, 7, "old0"), (11, 5, "old1")]  # arrival order kept
+    assert not {"events_unnumbered", "deliveries_unnumbered"} & tables
+
+
+@pytest.mark.anyio
+async def test_tables_capi_edge_did_not_make_are_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as other:
+        other.execute("CREATE TABLE events (id INTEGER, payload TEXT)")
+    with pytest.raises(StoreError, match="not ones capi-edge made"):
+        async with opened_store(path):
+            pass
+    with sqlite3.connect(path) as other:
+        assert [row[1] for row in other.execute("PRAGMA table_info(events)")] == ["id", "payload"]

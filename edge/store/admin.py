@@ -33,7 +33,7 @@ CREATE INDEX IF NOT EXISTS deliveries_dead
 MAX_REQUEUE = 1_000
 DEAD_LETTERS_QUERY = (
     "SELECT d.event_id, d.destination, d.reason, d.attempts, d.updated_at, e.body"
-    " FROM deliveries AS d LEFT JOIN events AS e ON e.event_id = d.event_id"
+    " FROM deliveries AS d LEFT JOIN events AS e ON e.seq = d.event"
     " WHERE {where} ORDER BY d.updated_at DESC LIMIT ? OFFSET ?"
 )
 
@@ -181,7 +181,7 @@ class AdminQueries:
             # "+d.destination" keeps the planner on a rowid-descending scan that stops
             # after ``limit`` rows instead of sorting every delivery of the destination.
             rows = conn.execute(
-                "SELECT e.body FROM deliveries AS d JOIN events AS e ON e.event_id = d.event_id"
+                "SELECT e.body FROM deliveries AS d JOIN events AS e ON e.seq = d.event"
                 " WHERE +d.destination = ? AND d.status != 'skipped'"
                 " ORDER BY d.rowid DESC LIMIT ?",
                 (destination, limit),
@@ -241,7 +241,8 @@ class AdminQueries:
             cur = conn.executemany(
                 "UPDATE deliveries SET status = 'pending', reason = 'replayed', attempts = 0,"
                 " next_at = ?, lease_until = 0, updated_at = ?"
-                " WHERE destination = ? AND event_id = ? AND status = 'dead'",
+                " WHERE destination = ? AND status = 'dead'"
+                " AND event = (SELECT seq FROM events WHERE event_id = ?)",
                 [(now, now, destination, event_id) for event_id in ids],
             )
             return cur.rowcount
