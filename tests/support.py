@@ -232,3 +232,27 @@ async def opened_store(path: Path) -> AsyncIterator[Any]:
         yield store
     finally:
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def journaled(path: Path) -> AsyncIterator[Any]:
+    """An open ``JournaledStore`` whose indexer the test runs itself (``index``)."""
+    from edge.store.journaled import JournaledStore
+
+    store = JournaledStore(path, start_indexer=False)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def index(path: Path) -> int:
+    """File everything the journal holds now, as the indexer process would; how many events."""
+    from edge.indexer import Indexer
+
+    indexer = Indexer(path)
+    try:
+        return indexer.drain()
+    finally:
+        indexer.close()

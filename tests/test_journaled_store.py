@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,8 @@ from .support import (
     META_HOST,
     TIKTOK_HOST,
     base_config,
+    index,
+    journaled,
     respond,
     to_toml,
     wait_until,
@@ -59,26 +59,6 @@ PENDING = [Decision("meta", "pending", "queued"), Decision("tiktok", "skipped", 
 def rows(database: Path, sql: str) -> list[tuple[object, ...]]:
     with sqlite3.connect(database) as conn:
         return conn.execute(sql).fetchall()
-
-
-@contextlib.asynccontextmanager
-async def journaled(database: Path) -> AsyncIterator[JournaledStore]:
-    """An open store whose indexer the test runs itself (``index``)."""
-    store = JournaledStore(database, start_indexer=False)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-def index(database: Path) -> int:
-    """File everything the journal holds now, as the indexer process would; how many events."""
-    indexer = Indexer(database)
-    try:
-        return indexer.drain()
-    finally:
-        indexer.close()
 
 
 @pytest.mark.anyio

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +11,13 @@ from starlette.testclient import TestClient
 
 from edge.app import create_app
 from edge.errors import ConfigError, StoreError
-from edge.indexer import Indexer
 from edge.retention import DAY_SECONDS, Retention
 from edge.schema import StoredEvent, User
 from edge.settings import DEFAULT_RETENTION_DAYS, parse
 from edge.store import Attempt, Decision, Purged, Settlement
 from edge.store import sqlite as sqlite_store
-from edge.store.journaled import JournaledStore
 
-from .support import API_KEY, base_config, opened_store, to_toml, wait_until
+from .support import API_KEY, base_config, index, journaled, opened_store, to_toml, wait_until
 
 NOW = 1_800_000_000.0
 OLD = NOW - 40 * DAY_SECONDS
@@ -137,24 +133,6 @@ async def test_a_dead_letter_replayed_from_the_dashboard_is_kept(tmp_path: Path)
         assert await store.purge(CUTOFF) == Purged(events=1, deliveries=2, attempts=0)
         assert await store.get_event("replayed") is not None
         assert await store.get_event("dead") is None
-
-
-@contextlib.asynccontextmanager
-async def journaled(database: Path) -> AsyncIterator[JournaledStore]:
-    store = JournaledStore(database, start_indexer=False)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-def index(database: Path) -> int:
-    indexer = Indexer(database)
-    try:
-        return indexer.drain()
-    finally:
-        indexer.close()
 
 
 @pytest.mark.anyio
