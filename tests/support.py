@@ -12,6 +12,9 @@ from typing import Any
 
 import httpx
 
+from edge.schema import Client, StoredEvent, User
+from edge.store import Decision
+
 META_HOST = "meta.test"
 TIKTOK_HOST = "tiktok.test"
 API_KEY = "test-api-key-0123456789"
@@ -256,3 +259,20 @@ def index(path: Path) -> int:
         return indexer.drain()
     finally:
         indexer.close()
+
+
+STORED_AT = 1_763_900_000.0
+# A store test's routing: queued for Meta, skipped for TikTok.
+QUEUED_FOR_META = [Decision("meta", "pending", "queued"), Decision("tiktok", "skipped", "gpc")]
+
+
+def stored_event(event_id: str, t: float = STORED_AT, ip: str | None = None) -> StoredEvent:
+    """A purchase as a store holds it, received at ``t``, with a full client IP if given."""
+    return StoredEvent(
+        event="purchase",
+        event_id=event_id,
+        time=int(t),
+        received_at=t,
+        user=User(email="a@b.co"),
+        client=Client(ip=ip, ip_truncated="203.0.113.0" if ip else None),
+    )

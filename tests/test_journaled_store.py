@@ -15,9 +15,8 @@ from starlette.testclient import TestClient
 
 from edge.app import create_app
 from edge.indexer import Indexer
-from edge.schema import StoredEvent, User, decode_stored
+from edge.schema import decode_stored
 from edge.settings import parse
-from edge.store import Decision
 from edge.store.journaled import JournaledStore, applied_seq, journal_directory
 
 from .support import (
@@ -25,11 +24,13 @@ from .support import (
     DENIED,
     GRANTED,
     META_HOST,
+    QUEUED_FOR_META,
     TIKTOK_HOST,
     base_config,
     index,
     journaled,
     respond,
+    stored_event,
     to_toml,
     wait_until,
 )
@@ -40,20 +41,8 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def event(event_id: str, t: float = 1_763_900_000.0, ip: str | None = None) -> StoredEvent:
-    from edge.schema import Client
-
-    return StoredEvent(
-        event="purchase",
-        event_id=event_id,
-        time=int(t),
-        received_at=t,
-        user=User(email="a@b.co"),
-        client=Client(ip=ip, ip_truncated="203.0.113.0" if ip else None),
-    )
-
-
-PENDING = [Decision("meta", "pending", "queued"), Decision("tiktok", "skipped", "gpc")]
+event = stored_event
+PENDING = QUEUED_FOR_META
 
 
 def rows(database: Path, sql: str) -> list[tuple[object, ...]]:

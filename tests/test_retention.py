@@ -12,18 +12,27 @@ from starlette.testclient import TestClient
 from edge.app import create_app
 from edge.errors import ConfigError, StoreError
 from edge.retention import DAY_SECONDS, Retention
-from edge.schema import StoredEvent, User
 from edge.settings import DEFAULT_RETENTION_DAYS, parse
 from edge.store import Attempt, Decision, Purged, Settlement
 from edge.store import sqlite as sqlite_store
 
-from .support import API_KEY, base_config, index, journaled, opened_store, to_toml, wait_until
+from .support import (
+    API_KEY,
+    QUEUED_FOR_META,
+    base_config,
+    index,
+    journaled,
+    opened_store,
+    stored_event,
+    to_toml,
+    wait_until,
+)
 
 NOW = 1_800_000_000.0
 OLD = NOW - 40 * DAY_SECONDS
 YOUNG = NOW - DAY_SECONDS
 CUTOFF = NOW - 30 * DAY_SECONDS
-QUEUED = [Decision("meta", "pending", "queued"), Decision("tiktok", "skipped", "gpc")]
+QUEUED = QUEUED_FOR_META
 SKIPPED = [Decision("meta", "skipped", "consent"), Decision("tiktok", "skipped", "consent")]
 
 
@@ -32,14 +41,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def event(event_id: str, received_at: float) -> StoredEvent:
-    return StoredEvent(
-        event="purchase",
-        event_id=event_id,
-        time=int(received_at),
-        received_at=received_at,
-        user=User(email="someone@example.com"),
-    )
+event = stored_event
 
 
 def attempt(at: float) -> Attempt:

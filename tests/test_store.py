@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from edge.errors import StoreError
-from edge.schema import StoredEvent, User, encode_stored
+from edge.schema import encode_stored
 from edge.store import Decision, Settlement
 from edge.store.sqlite import SETTLE_CHUNK
-from tests.support import opened_store
+from tests.support import QUEUED_FOR_META, opened_store, stored_event
 
 
 @pytest.fixture
@@ -20,13 +20,8 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def event(event_id: str, t: float = 1_763_900_000.0) -> StoredEvent:
-    return StoredEvent(
-        event="purchase", event_id=event_id, time=int(t), received_at=t, user=User(email="a@b.co")
-    )
-
-
-PENDING = [Decision("meta", "pending", "queued"), Decision("tiktok", "skipped", "gpc")]
+event = stored_event
+PENDING = QUEUED_FOR_META
 
 
 @pytest.mark.anyio
