@@ -224,6 +224,9 @@ class Journal:
         # Flushes written, oldest first; each has one sync request out, answered in order.
         self._flights: deque[_Flight] = deque()
         self._settled: asyncio.Future[None] | None = None  # close() waits on it
+        # The loop appends come from, kept at the first: asking asyncio for the running loop
+        # on every append costs a getpid() system call (CPython 3.11 checks for a fork).
+        self._loop: asyncio.AbstractEventLoop | None = None
         # The segment written.
         self._fd: int | None = None
         self._segment = 0  # its first seq
@@ -329,7 +332,9 @@ class Journal:
             raise ValueError(
                 f"a journal record holds at most {MAX_RECORD_BYTES} bytes, not {len(payload)}"
             )
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         waiter: asyncio.Future[int] = loop.create_future()
         self._payloads.append(bytes(payload))  # a copy only if the caller could still change it
         self._waiters.append(waiter)
