@@ -26,6 +26,7 @@ import contextlib
 import functools
 import logging
 import sqlite3
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,7 +53,7 @@ PURGE_CHUNK = 200  # rows a retention job looks at: it never holds the write loc
 # Events are numbered in arrival order (``seq``, an explicit INTEGER PRIMARY KEY, so that
 # VACUUM keeps it) and deliveries are keyed by that number: their rows go at the end of
 # their index instead of at a random page, and an event's rows for every destination sit
-# together. Only the event_id and the visitor key land at random: the indexer's CPU per
+# together. Only the event_id and the visitor's hash land at random: the indexer's CPU per
 # event fell by a fifth to a quarter (docs/benchmarks.md). ``deliveries.event_id`` is a
 # copy of the event's, for the reads that list deliveries; nothing looks it up.
 EVENTS_TABLE = """
@@ -62,7 +63,8 @@ CREATE TABLE IF NOT EXISTS events (
     received_at REAL NOT NULL,
     body        BLOB NOT NULL,
     visitor     TEXT,
-    ip          TEXT
+    ip          TEXT,
+    visitor_hash INTEGER
 )"""
 DELIVERIES_TABLE = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -111,20 +113,26 @@ CREATE INDEX IF NOT EXISTS attempts_recent ON attempts (destination, at);
 # Consent hooks (edge.consent): ``visitor`` files an event with pending deliveries under its
 # browser ID, so a withdrawal can cancel them; ``ip`` keeps the full client address only
 # while a delivery may still need it (the body holds the truncated one). Both stay NULL for
-# events with nothing pending, which the partial index skips.
+# events with nothing pending, which the partial index skips. The index holds a hash of the
+# browser ID (``visitor_hash``), not the text: its entries are a third the size, so each
+# batch of random inserts dirties a third of the pages, and the indexer writes that much
+# less (docs/benchmarks.md). A lookup compares the text too, so two IDs that share a hash
+# are still told apart.
 CONSENT_INDEX = (
-    "CREATE INDEX IF NOT EXISTS events_by_visitor ON events (visitor) WHERE visitor IS NOT NULL"
+    "CREATE INDEX IF NOT EXISTS events_by_visitor_hash ON events (visitor_hash)"
+    " WHERE visitor_hash IS NOT NULL"
 )
+VISITOR_HASH_FUNCTION = "edge_visitor_hash"  # the SQL name of ``visitor_hash``, for migrations
 FORGET_IPS = (
-    "UPDATE events SET ip = NULL, visitor = NULL WHERE event_id IN ({marks})"
+    "UPDATE events SET ip = NULL, visitor = NULL, visitor_hash = NULL WHERE event_id IN ({marks})"
     " AND (ip IS NOT NULL OR visitor IS NOT NULL) AND NOT EXISTS (SELECT 1 FROM deliveries"
     " AS d WHERE d.event = events.seq AND d.status = 'pending')"
 )
 
 
 INSERT_EVENT = (
-    "INSERT OR IGNORE INTO events (seq, event_id, received_at, body, visitor, ip)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO events (seq, event_id, received_at, body, visitor, ip, visitor_hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_DELIVERY = (
     "INSERT INTO deliveries (event, destination, event_id, status, reason,"
@@ -133,6 +141,13 @@ INSERT_DELIVERY = (
 EVENT_SEQ = "(SELECT seq FROM events WHERE event_id = ?)"  # a delivery's key, by event_id
 # One event as ``append`` queues it: the events row, then its routing decisions.
 EventRow = tuple[tuple[str, float, bytes, "str | None", "str | None"], Sequence[Decision]]
+
+
+def visitor_hash(visitor: str | None) -> int | None:
+    """The index key of a browser ID: its CRC-32, stable across processes and releases (the
+    stored keys depend on it). Only a key: lookups compare the text as well, so IDs that
+    share a CRC cost a row read, never a wrong match."""
+    return None if visitor is None else zlib.crc32(visitor.encode())
 
 
 def insert_events(conn: sqlite3.Connection, rows: Sequence[EventRow]) -> list[bool]:
@@ -147,7 +162,7 @@ def insert_events(conn: sqlite3.Connection, rows: Sequence[EventRow]) -> list[bo
     event_id leaves its number unused.
     """
     first = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetchone()[0]
-    events = [(first + i, *event) for i, (event, _) in enumerate(rows)]
+    events = [(first + i, *event, visitor_hash(event[3])) for i, (event, _) in enumerate(rows)]
     conn.execute("SAVEPOINT appends")
     if conn.executemany(INSERT_EVENT, events).rowcount == len(events):
         new = [True] * len(events)
@@ -297,7 +312,9 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
         # FULL: a commit survives power loss; NORMAL: survives a process crash only.
         conn.execute(f"PRAGMA synchronous = {'FULL' if self.durability == 'full' else 'NORMAL'}")
         try:
+            conn.create_function(VISITOR_HASH_FUNCTION, 1, visitor_hash, deterministic=True)
             _number_events(conn)
+            _hash_visitors(conn)
             conn.executescript(SCHEMA)
             conn.execute(CONSENT_INDEX)
             # We are the only process using this file, so leases left by a killed
@@ -485,11 +502,14 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
             return 0
         who, where = list(visitors), list(destinations)
 
+        hashes = [visitor_hash(visitor) for visitor in who]
+        marks = ",".join("?" * len(who))
+
         def run(conn: sqlite3.Connection) -> int:
             events = conn.execute(
-                "SELECT seq, event_id FROM events WHERE visitor IN"  # noqa: S608
-                f" ({','.join('?' * len(who))})",
-                who,
+                f"SELECT seq, event_id FROM events WHERE visitor_hash IN ({marks})"  # noqa: S608
+                f" AND visitor IN ({marks})",
+                [*hashes, *who],
             ).fetchall()
             if not events:
                 return 0
@@ -685,6 +705,7 @@ def _number_events(conn: sqlite3.Connection) -> None:
             "INSERT INTO events (seq, event_id, received_at, body, visitor, ip)"  # noqa: S608
             f" SELECT rowid, event_id, {kept_events} FROM events_unnumbered ORDER BY rowid"
         )
+        _fill_visitor_hashes(conn)
         conn.execute("DROP TABLE events_unnumbered")
         if delivery_columns:  # a store with events only has no deliveries to rekey
             conn.execute("ALTER TABLE deliveries RENAME TO deliveries_unnumbered")
@@ -700,6 +721,34 @@ def _number_events(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _hash_visitors(conn: sqlite3.Connection) -> None:
+    """Give a store whose events were indexed by the visitor's text the hashed index, once.
+
+    Only events with a delivery pending carry a visitor, so the backfill is small. The old
+    index goes; ``CONSENT_INDEX`` makes the new one. One transaction: all or nothing.
+    """
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    if not columns or "visitor_hash" in columns:
+        return  # a new store (SCHEMA makes it), or hashed already
+    log.warning("indexing the store's pending events by a hash of the visitor (once)")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("ALTER TABLE events ADD COLUMN visitor_hash INTEGER")
+        _fill_visitor_hashes(conn)
+        conn.execute("DROP INDEX IF EXISTS events_by_visitor")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _fill_visitor_hashes(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        f"UPDATE events SET visitor_hash = {VISITOR_HASH_FUNCTION}(visitor)"  # noqa: S608
+        " WHERE visitor IS NOT NULL"
+    )
 
 
 def _with_ip(event: StoredEvent, ip: str | None) -> StoredEvent:
