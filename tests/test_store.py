@@ -10,7 +10,7 @@ import pytest
 
 from edge.errors import StoreError
 from edge.schema import encode_stored
-from edge.store import Decision, Settlement
+from edge.store import Decision, Settlement, keys
 from edge.store.sqlite import SETTLE_CHUNK
 from tests.support import QUEUED_FOR_META, opened_store, stored_event
 
@@ -147,6 +147,28 @@ async def test_a_repeated_event_id_in_one_commit_keeps_the_first(tmp_path: Path)
 
 
 @pytest.mark.anyio
+async def test_event_ids_that_share_a_key_are_told_apart(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(keys, "crc", lambda text: 7)  # every event_id has the same key
+    async with opened_store(tmp_path / "s.db") as store:
+        assert await store.append([(event("a"), PENDING), (event("b"), PENDING)]) == [True, True]
+        assert await store.append([(event("b"), PENDING), (event("c"), PENDING)]) == [False, True]
+        await store.settle("meta", [Settlement("b", "dead", "rejected", 1)])
+        assert {r.status for r in await store.deliveries("a") if r.destination == "meta"} == {
+            "pending"
+        }
+        assert await store.requeue("meta", ["b"], now=5000.0) == 1
+        assert (await store.get_event("c")) == event("c")
+        assert [c.event.event_id for c in await store.claim("meta", 10, 9e9, 60)] == ["a", "b", "c"]
+
+
+def test_keys_are_stable_across_processes_and_releases() -> None:
+    # Stored keys outlive the process that wrote them: the same text, the same key, always.
+    assert keys.text_key("fb.1.1763900000000.1234567890") == 4254581958
+    assert keys.by_event_id("order-1001") == (keys.crc("order-1001"), "order-1001")
+    assert keys.text_key(None) is None
+
+
+@pytest.mark.anyio
 async def test_big_claims_and_settlements_go_through_in_chunks(tmp_path: Path) -> None:
     async with opened_store(tmp_path / "s.db") as store:
         count = SETTLE_CHUNK * 2 + 7
@@ -231,6 +253,59 @@ async def test_a_store_made_before_events_were_numbered_is_migrated_on_open(
     assert numbered == [(5, "old1"), (7, "old0"), (8, "new")]  # rowids kept, then the next
     assert rowids[:2] == [(10, 7, "old0"), (11, 5, "old1")]  # arrival order kept
     assert not {"events_unnumbered", "deliveries_unnumbered"} & tables
+
+
+# The layout before events were keyed by integers: a UNIQUE index on the event_id's text
+# and an index on the visitor's.
+NUMBERED_LAYOUT = """
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, received_at REAL NOT NULL,
+    body BLOB NOT NULL, visitor TEXT, ip TEXT
+);
+CREATE INDEX events_by_visitor ON events (visitor) WHERE visitor IS NOT NULL;
+CREATE TABLE deliveries (
+    event INTEGER NOT NULL, destination TEXT NOT NULL, event_id TEXT NOT NULL,
+    status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL DEFAULT 0, lease_until REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (event, destination)
+);
+"""
+
+
+@pytest.mark.anyio
+async def test_a_store_indexed_by_texts_is_keyed_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "numbered.db"
+    with sqlite3.connect(path) as old:
+        old.executescript(NUMBERED_LAYOUT)
+        for seq, event_id, visitor in ((3, "pending", "fb.1.1.42"), (9, "done", None)):
+            old.execute(
+                "INSERT INTO events VALUES (?, ?, 1000, ?, ?, '192.0.2.1')",
+                (seq, event_id, encode_stored(event(event_id, 1000.0)), visitor),
+            )
+            old.execute(
+                "INSERT INTO deliveries (event, destination, event_id, status, created_at,"
+                " updated_at) VALUES (?, 'meta', ?, ?, 1000, 1000)",
+                (seq, event_id, "pending" if visitor else "sent"),
+            )
+    async with opened_store(path) as store:
+        assert (await store.get_event("done")) == event("done", 1000.0)
+        assert [r.status for r in await store.deliveries("pending")] == ["pending"]
+        assert await store.append([(event("pending"), PENDING), (event("new"), PENDING)]) == [
+            False,
+            True,
+        ]
+        assert await store.cancel_pending(["fb.1.1.42"], ["meta"], "withdrawn", 2000.0) == 1
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT seq, event_id, event_key, visitor_hash FROM events").fetchall()
+        indexes = {row[1] for row in db.execute("PRAGMA index_list(events)")}
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert rows == [
+        (3, "pending", keys.crc("pending"), None),  # found by its visitor's key: now forgotten
+        (9, "done", keys.crc("done"), None),
+        (10, "new", keys.crc("new"), None),  # the next number after the kept ones
+    ]
+    assert indexes == {"events_by_key", "events_by_visitor_hash"}  # no index on the texts
+    assert "events_unkeyed" not in tables
 
 
 @pytest.mark.anyio

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from edge.schema import Client, Ids, StoredEvent
-from edge.store import Decision, Settlement, sqlite
-from edge.store.sqlite import visitor_hash
+from edge.store import Decision, Settlement, keys
+from edge.store.keys import text_key
 from tests.support import opened_store
 
 T = 1_763_900_000.0
@@ -40,7 +40,7 @@ def columns(path: Path, event_id: str) -> tuple[str | None, str | None]:
         ip, visitor, hashed = conn.execute(
             "SELECT ip, visitor, visitor_hash FROM events WHERE event_id = ?", (event_id,)
         ).fetchone()
-    assert hashed == visitor_hash(visitor)  # both set, or both cleared
+    assert hashed == text_key(visitor)  # both set, or both cleared
     return ip, visitor
 
 
@@ -122,8 +122,8 @@ async def test_a_store_from_before_the_consent_columns_is_upgraded(tmp_path):
 
 
 @pytest.mark.anyio
-async def test_visitors_whose_ids_share_a_hash_are_told_apart(tmp_path, monkeypatch):
-    monkeypatch.setattr(sqlite, "visitor_hash", lambda visitor: None if visitor is None else 7)
+async def test_visitors_whose_ids_share_a_key_are_told_apart(tmp_path, monkeypatch):
+    monkeypatch.setattr(keys, "crc", lambda text: 7)  # every browser ID (and event_id) alike
     async with opened_store(tmp_path / "s.db") as store:
         other = "fb.1.1763900000000.999"
         await store.append([(event("mine"), META_PENDING), (event("theirs", other), META_PENDING)])
@@ -132,29 +132,3 @@ async def test_visitors_whose_ids_share_a_hash_are_told_apart(tmp_path, monkeypa
             "meta": "pending",
             "tiktok": "pending",
         }
-
-
-def test_visitor_hashes_are_stable_32_bit_keys() -> None:
-    # Stored keys outlive the process: the hash must not change between runs or releases.
-    assert visitor_hash(FBP) == visitor_hash(FBP) == 4254581958
-    assert visitor_hash(None) is None
-    assert 0 <= visitor_hash("fb.1.1763900000000.999") < 2**32  # type: ignore[operator]
-
-
-@pytest.mark.anyio
-async def test_a_store_indexed_by_the_visitor_text_is_indexed_by_its_hash(tmp_path):
-    path = tmp_path / "text.db"
-    async with opened_store(path) as store:  # the current layout, then taken back a step
-        await store.append([(event("a"), META_PENDING), (event("b"), ALL_SKIPPED)])
-    with sqlite3.connect(path) as conn:
-        conn.execute("DROP INDEX events_by_visitor_hash")
-        conn.execute("ALTER TABLE events DROP COLUMN visitor_hash")
-        conn.execute("CREATE INDEX events_by_visitor ON events (visitor) WHERE visitor IS NOT NULL")
-    async with opened_store(path) as store:
-        assert columns(path, "a") == ("203.0.113.77", FBP)  # the hash filled in
-        assert columns(path, "b") == (None, None)
-        assert await store.cancel_pending([FBP], ["meta"], "consent withdrawn", T) == 1
-    with sqlite3.connect(path) as conn:
-        indexes = {row[1] for row in conn.execute("PRAGMA index_list(events)")}
-    assert "events_by_visitor_hash" in indexes
-    assert "events_by_visitor" not in indexes

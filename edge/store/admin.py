@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from edge.schema import StoredEvent, decode_stored
 
 from . import Attempt, Store
+from .keys import EVENT_SEQ, by_event_id
 
 T = TypeVar("T")
 
@@ -239,11 +240,11 @@ class AdminQueries:
 
         def run(conn: sqlite3.Connection) -> int:
             cur = conn.executemany(
-                "UPDATE deliveries SET status = 'pending', reason = 'replayed', attempts = 0,"
+                "UPDATE deliveries SET status = 'pending', reason = 'replayed', attempts = 0,"  # noqa: S608
                 " next_at = ?, lease_until = 0, updated_at = ?"
                 " WHERE destination = ? AND status = 'dead'"
-                " AND event = (SELECT seq FROM events WHERE event_id = ?)",
-                [(now, now, destination, event_id) for event_id in ids],
+                f" AND event = {EVENT_SEQ}",
+                [(now, now, destination, *by_event_id(event_id)) for event_id in ids],
             )
             return cur.rowcount
 

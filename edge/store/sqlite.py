@@ -26,7 +26,6 @@ import contextlib
 import functools
 import logging
 import sqlite3
-import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,6 +39,7 @@ from edge.schema import StoredEvent, decode_stored, encode_stored
 
 from . import Attempt, Claimed, Decision, DeliveryRow, Purged, Settlement
 from .admin import AdminQueries
+from .keys import EVENT_SEQ, TEXT_KEY_FUNCTION, by_event_id, text_key
 
 T = TypeVar("T")
 log = logging.getLogger("capi_edge.store")
@@ -53,18 +53,21 @@ PURGE_CHUNK = 200  # rows a retention job looks at: it never holds the write loc
 # Events are numbered in arrival order (``seq``, an explicit INTEGER PRIMARY KEY, so that
 # VACUUM keeps it) and deliveries are keyed by that number: their rows go at the end of
 # their index instead of at a random page, and an event's rows for every destination sit
-# together. Only the event_id and the visitor's hash land at random: the indexer's CPU per
-# event fell by a fifth to a quarter (docs/benchmarks.md). ``deliveries.event_id`` is a
-# copy of the event's, for the reads that list deliveries; nothing looks it up.
+# together. ``deliveries.event_id`` is a copy of the event's, for the reads that list
+# deliveries; nothing looks it up. What lands at random, the event_id and the visitor's
+# browser ID, is indexed by an integer key of the text (``edge.store.keys``): the indexer's
+# CPU per event fell by about half (docs/benchmarks.md). ``insert_events`` keeps event_ids
+# unique, as a UNIQUE constraint on the text used to.
 EVENTS_TABLE = """
 CREATE TABLE IF NOT EXISTS events (
-    seq         INTEGER PRIMARY KEY,
-    event_id    TEXT NOT NULL UNIQUE,
-    received_at REAL NOT NULL,
-    body        BLOB NOT NULL,
-    visitor     TEXT,
-    ip          TEXT,
-    visitor_hash INTEGER
+    seq          INTEGER PRIMARY KEY,
+    event_id     TEXT NOT NULL,
+    received_at  REAL NOT NULL,
+    body         BLOB NOT NULL,
+    visitor      TEXT,
+    ip           TEXT,
+    visitor_hash INTEGER,
+    event_key    INTEGER NOT NULL
 )"""
 DELIVERIES_TABLE = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -95,6 +98,7 @@ UNNUMBERED_DELIVERY_COLUMNS = (
 )
 SCHEMA = f"""
 {EVENTS_TABLE};
+CREATE INDEX IF NOT EXISTS events_by_key ON events (event_key);
 {DELIVERIES_TABLE};
 CREATE INDEX IF NOT EXISTS deliveries_due
     ON deliveries (destination, next_at) WHERE status = 'pending';
@@ -113,69 +117,79 @@ CREATE INDEX IF NOT EXISTS attempts_recent ON attempts (destination, at);
 # Consent hooks (edge.consent): ``visitor`` files an event with pending deliveries under its
 # browser ID, so a withdrawal can cancel them; ``ip`` keeps the full client address only
 # while a delivery may still need it (the body holds the truncated one). Both stay NULL for
-# events with nothing pending, which the partial index skips. The index holds a hash of the
-# browser ID (``visitor_hash``), not the text: its entries are a third the size, so each
-# batch of random inserts dirties a third of the pages, and the indexer writes that much
-# less (docs/benchmarks.md). A lookup compares the text too, so two IDs that share a hash
-# are still told apart.
+# events with nothing pending, which the partial index skips. The index is by the browser
+# ID's hash (above).
 CONSENT_INDEX = (
     "CREATE INDEX IF NOT EXISTS events_by_visitor_hash ON events (visitor_hash)"
     " WHERE visitor_hash IS NOT NULL"
 )
-VISITOR_HASH_FUNCTION = "edge_visitor_hash"  # the SQL name of ``visitor_hash``, for migrations
 FORGET_IPS = (
-    "UPDATE events SET ip = NULL, visitor = NULL, visitor_hash = NULL WHERE event_id IN ({marks})"
+    "UPDATE events SET ip = NULL, visitor = NULL, visitor_hash = NULL"
+    " WHERE event_key IN ({marks}) AND event_id IN ({marks})"
     " AND (ip IS NOT NULL OR visitor IS NOT NULL) AND NOT EXISTS (SELECT 1 FROM deliveries"
     " AS d WHERE d.event = events.seq AND d.status = 'pending')"
 )
 
 
 INSERT_EVENT = (
-    "INSERT OR IGNORE INTO events (seq, event_id, received_at, body, visitor, ip, visitor_hash)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (seq, event_id, received_at, body, visitor, ip, visitor_hash, event_key)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_DELIVERY = (
     "INSERT INTO deliveries (event, destination, event_id, status, reason,"
     " next_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-EVENT_SEQ = "(SELECT seq FROM events WHERE event_id = ?)"  # a delivery's key, by event_id
+LOOKUP_CHUNK = 400  # event_ids looked up per statement (two parameters each)
 # One event as ``append`` queues it: the events row, then its routing decisions.
 EventRow = tuple[tuple[str, float, bytes, "str | None", "str | None"], Sequence[Decision]]
 
 
-def visitor_hash(visitor: str | None) -> int | None:
-    """The index key of a browser ID: its CRC-32, stable across processes and releases (the
-    stored keys depend on it). Only a key: lookups compare the text as well, so IDs that
-    share a CRC cost a row read, never a wrong match."""
-    return None if visitor is None else zlib.crc32(visitor.encode())
+def stored_event_ids(conn: sqlite3.Connection, event_ids: Sequence[str]) -> set[str]:
+    """Which of these event_ids the store holds."""
+    found: set[str] = set()
+    for start in range(0, len(event_ids), LOOKUP_CHUNK):
+        chunk = event_ids[start : start + LOOKUP_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            row[0]
+            for row in conn.execute(
+                f"SELECT event_id FROM events WHERE event_key IN ({marks})"  # noqa: S608
+                f" AND event_id IN ({marks})",
+                [*(text_key(i) for i in chunk), *chunk],
+            )
+        )
+    return found
 
 
 def insert_events(conn: sqlite3.Connection, rows: Sequence[EventRow]) -> list[bool]:
     """Insert events and the deliveries of the new ones; True where the event was new.
 
-    One statement per table for every row. ``INSERT OR IGNORE`` over every event tells by
-    its row count whether all of them were new, the common case. When one was not (a
-    repeated event_id), a savepoint undoes the statement and the events go in one at a time
-    to learn which; a repeated event_id keeps its first version, routing included. Runs
-    inside the caller's transaction (the group commit here, the indexer's batch there),
-    which holds the write lock: the numbers given here are the next ones, and a repeated
-    event_id leaves its number unused.
+    An event_id the store holds already, or that came earlier in ``rows``, is not new: a
+    repeated event_id keeps its first version, routing included. The new ones go in with
+    one statement per table. Runs inside the caller's transaction (the group commit here,
+    the indexer's batch there), which holds the write lock: nothing else inserts between
+    the lookup and the insert, and the numbers given here are the next ones.
     """
-    first = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetchone()[0]
-    events = [(first + i, *event, visitor_hash(event[3])) for i, (event, _) in enumerate(rows)]
-    conn.execute("SAVEPOINT appends")
-    if conn.executemany(INSERT_EVENT, events).rowcount == len(events):
-        new = [True] * len(events)
-    else:
-        conn.execute("ROLLBACK TO appends")
-        new = [conn.execute(INSERT_EVENT, event).rowcount == 1 for event in events]
-    conn.execute("RELEASE appends")
-    deliveries = [
-        (seq, d.destination, event_id, d.status, d.reason, at, at, at)
-        for (seq, event_id, at, *_), (_, decisions), is_new in zip(events, rows, new, strict=True)
-        if is_new
-        for d in decisions
-    ]
+    ids = [event[0] for event, _ in rows]
+    stored = stored_event_ids(conn, ids)
+    new = []
+    for event_id in ids:
+        new.append(event_id not in stored)
+        stored.add(event_id)  # a repeat later in the batch is not new either
+    seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetchone()[0]
+    events = []
+    deliveries = []
+    for (event, decisions), is_new in zip(rows, new, strict=True):
+        if not is_new:
+            continue
+        event_id, at, _, visitor, _ = event
+        events.append((seq, *event, text_key(visitor), text_key(event_id)))
+        deliveries += [
+            (seq, d.destination, event_id, d.status, d.reason, at, at, at) for d in decisions
+        ]
+        seq += 1
+    if events:
+        conn.executemany(INSERT_EVENT, events)
     if deliveries:
         conn.executemany(INSERT_DELIVERY, deliveries)
     return new
@@ -312,9 +326,9 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
         # FULL: a commit survives power loss; NORMAL: survives a process crash only.
         conn.execute(f"PRAGMA synchronous = {'FULL' if self.durability == 'full' else 'NORMAL'}")
         try:
-            conn.create_function(VISITOR_HASH_FUNCTION, 1, visitor_hash, deterministic=True)
+            conn.create_function(TEXT_KEY_FUNCTION, 1, text_key, deterministic=True)
             _number_events(conn)
-            _hash_visitors(conn)
+            _key_events(conn)
             conn.executescript(SCHEMA)
             conn.execute(CONSENT_INDEX)
             # We are the only process using this file, so leases left by a killed
@@ -483,7 +497,7 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
                         s.next_at,
                         stamp,
                         destination,
-                        s.event_id,
+                        *by_event_id(s.event_id),
                         s.status,
                     )
                     for s in settlements
@@ -502,7 +516,7 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
             return 0
         who, where = list(visitors), list(destinations)
 
-        hashes = [visitor_hash(visitor) for visitor in who]
+        hashes = [text_key(visitor) for visitor in who]
         marks = ",".join("?" * len(who))
 
         def run(conn: sqlite3.Connection) -> int:
@@ -551,7 +565,7 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
             rows = conn.execute(
                 "SELECT event_id, destination, status, reason, attempts, next_at, updated_at"  # noqa: S608
                 f" FROM deliveries WHERE event = {EVENT_SEQ} ORDER BY destination",
-                (event_id,),
+                by_event_id(event_id),
             ).fetchall()
             return [DeliveryRow(*row) for row in rows]
 
@@ -570,7 +584,10 @@ class SQLiteStore(AdminQueries):  # the dashboard's queries: edge/store/admin.py
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
         def run(conn: sqlite3.Connection) -> bytes | None:
-            row = conn.execute("SELECT body FROM events WHERE event_id = ?", (event_id,)).fetchone()
+            row = conn.execute(
+                "SELECT body FROM events WHERE event_key = ? AND event_id = ?",
+                by_event_id(event_id),
+            ).fetchone()
             return row[0] if row else None
 
         body = await self._submit(run)
@@ -702,10 +719,14 @@ def _number_events(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE events RENAME TO events_unnumbered")
         conn.execute(EVENTS_TABLE)
         conn.execute(
-            "INSERT INTO events (seq, event_id, received_at, body, visitor, ip)"  # noqa: S608
-            f" SELECT rowid, event_id, {kept_events} FROM events_unnumbered ORDER BY rowid"
+            "INSERT INTO events (seq, event_id, received_at, body, visitor, ip, event_key)"  # noqa: S608
+            f" SELECT rowid, event_id, {kept_events}, {TEXT_KEY_FUNCTION}(event_id)"
+            " FROM events_unnumbered ORDER BY rowid"
         )
-        _fill_visitor_hashes(conn)
+        conn.execute(
+            f"UPDATE events SET visitor_hash = {TEXT_KEY_FUNCTION}(visitor)"  # noqa: S608
+            " WHERE visitor IS NOT NULL"
+        )
         conn.execute("DROP TABLE events_unnumbered")
         if delivery_columns:  # a store with events only has no deliveries to rekey
             conn.execute("ALTER TABLE deliveries RENAME TO deliveries_unnumbered")
@@ -723,32 +744,32 @@ def _number_events(conn: sqlite3.Connection) -> None:
         raise
 
 
-def _hash_visitors(conn: sqlite3.Connection) -> None:
-    """Give a store whose events were indexed by the visitor's text the hashed index, once.
+def _key_events(conn: sqlite3.Connection) -> None:
+    """Bring a store whose events were indexed by their texts to ``SCHEMA``'s layout, once.
 
-    Only events with a delivery pending carry a visitor, so the backfill is small. The old
-    index goes; ``CONSENT_INDEX`` makes the new one. One transaction: all or nothing.
+    Their event_ids had a UNIQUE index of their own, which only a new table drops: the rows
+    are copied, numbers (``seq``) kept, keys computed on the way. Indexes of the old table
+    go with it; ``SCHEMA`` and ``CONSENT_INDEX`` make the new ones. One transaction.
     """
     columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
-    if not columns or "visitor_hash" in columns:
-        return  # a new store (SCHEMA makes it), or hashed already
-    log.warning("indexing the store's pending events by a hash of the visitor (once)")
+    if not columns or "event_key" in columns:
+        return  # a new store (SCHEMA makes it), or keyed already
+    log.warning("indexing the store's events by integer keys (once)")
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute("ALTER TABLE events ADD COLUMN visitor_hash INTEGER")
-        _fill_visitor_hashes(conn)
-        conn.execute("DROP INDEX IF EXISTS events_by_visitor")
+        conn.execute("ALTER TABLE events RENAME TO events_unkeyed")
+        conn.execute(EVENTS_TABLE)
+        conn.execute(
+            "INSERT INTO events (seq, event_id, received_at, body, visitor, ip, visitor_hash,"  # noqa: S608
+            f" event_key) SELECT seq, event_id, received_at, body, visitor, ip,"
+            f" {TEXT_KEY_FUNCTION}(visitor), {TEXT_KEY_FUNCTION}(event_id)"
+            " FROM events_unkeyed ORDER BY seq"
+        )
+        conn.execute("DROP TABLE events_unkeyed")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-
-
-def _fill_visitor_hashes(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        f"UPDATE events SET visitor_hash = {VISITOR_HASH_FUNCTION}(visitor)"  # noqa: S608
-        " WHERE visitor IS NOT NULL"
-    )
 
 
 def _with_ip(event: StoredEvent, ip: str | None) -> StoredEvent:
@@ -759,9 +780,10 @@ def _with_ip(event: StoredEvent, ip: str | None) -> StoredEvent:
 
 def _forget_ips(conn: sqlite3.Connection, event_ids: Sequence[str]) -> None:
     """Drop the full IP (and the visitor key) of events that have no pending delivery left."""
-    for start in range(0, len(event_ids), 500):
-        chunk = event_ids[start : start + 500]
-        conn.execute(FORGET_IPS.format(marks=",".join("?" * len(chunk))), chunk)
+    for start in range(0, len(event_ids), LOOKUP_CHUNK):
+        chunk = event_ids[start : start + LOOKUP_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        conn.execute(FORGET_IPS.format(marks=marks), [*(text_key(i) for i in chunk), *chunk])
 
 
 def _now() -> float:
