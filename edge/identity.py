@@ -131,6 +131,26 @@ class ClickId:
     charset: re.Pattern[str] = ID_CHARSET
 
 
+class KeyedHmac:
+    """HMAC-SHA256 under one key, keyed once: RFC 2104's inner and outer hash states, so a
+    message costs two hash copies, where ``hmac.new`` sets up OpenSSL's HMAC afresh each
+    time. ``digest(m)`` equals ``hmac.new(key, m, hashlib.sha256).digest()``."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > HMAC_BLOCK_SIZE:
+            key = hashlib.sha256(key).digest()  # as HMAC does with a key over a block
+        block = key.ljust(HMAC_BLOCK_SIZE, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 def _b64(data: bytes) -> bytes:
     """base64url without padding, as itsdangerous writes it: what
     ``base64.urlsafe_b64encode(data).rstrip(b"=")`` gives, without its two Python calls
@@ -408,12 +428,9 @@ class Identifier:
         self.signer = (
             Signer(key, key_derivation="none", digest_method=hashlib.sha256) if secret else None
         )
-        # ``_sign`` makes the Signer's signatures (the test suite checks they agree) from
-        # HMAC's inner and outer hash states (RFC 2104), keyed once here: per cookie that
-        # is two hash copies, where ``hmac`` sets up OpenSSL's HMAC afresh.
-        block = key.ljust(HMAC_BLOCK_SIZE, b"\0")  # key: 32 bytes, under SHA-256's block
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        # ``_sign`` makes the Signer's signatures (the test suite checks they agree).
+        self._backup_mac = KeyedHmac(key)
+        self._mint_mac = KeyedHmac(secret) if secret else None
         self._minted: OrderedDict[tuple[str, str], tuple[float, str, str]] = OrderedDict()
         self._load = lru_cache(maxsize=BACKUP_CACHE_SIZE)(self._load_backup)
         self._site = lru_cache(maxsize=SITE_CACHE_SIZE)(self._site_of)
@@ -452,11 +469,7 @@ class Identifier:
 
     def _sign(self, value: bytes) -> str:
         """``self.signer.sign(value)``: the value, ``.``, its base64url HMAC-SHA256."""
-        inner = self._inner.copy()
-        inner.update(value)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return (value + b"." + _b64(outer.digest())).decode()
+        return (value + b"." + _b64(self._backup_mac.digest(value))).decode()
 
     def _dump(self, entries: Entries) -> str:
         kept = dict(entries)
@@ -482,7 +495,8 @@ class Identifier:
         self, now: float, index: int, ip: str | None, user_agent: str | None
     ) -> tuple[str, str]:
         """``(_fbp, _ttp)`` for a browser that has neither: equal for its simultaneous hits."""
-        if self.secret is None or not ip:
+        mac = self._mint_mac
+        if mac is None or not ip:
             return (
                 f"fb.{index}.{int(now * 1000)}.{random.randint(FBP_RANDOM_MIN, FBP_RANDOM_MAX)}",
                 random_ttp(),
@@ -493,7 +507,7 @@ class Identifier:
             return known[1], known[2]
         window = int(now // MINT_WINDOW_SECONDS)
         message = f"{ip}\n{user_agent or ''}\n{window}".encode()
-        digest = hmac.new(self.secret, message, hashlib.sha256).digest()
+        digest = mac.digest(message)
         random_part = FBP_RANDOM_MIN + int.from_bytes(digest[:8], "big") % (
             FBP_RANDOM_MAX - FBP_RANDOM_MIN + 1
         )
@@ -502,7 +516,7 @@ class Identifier:
         created_ms = window * MINT_WINDOW_SECONDS * 1000 - int.from_bytes(digest[8:10], "big") % (
             MINT_WINDOW_SECONDS * 1000
         )
-        ttp_bytes = hmac.new(self.secret, message + b"\nttp", hashlib.sha256).digest()
+        ttp_bytes = mac.digest(message + b"\nttp")
         fbp = f"fb.{index}.{created_ms}.{random_part}"
         ttp = ttp_bytes[:TTP_LENGTH].translate(_TTP_TABLE).decode()
         self._minted[browser] = (now + MINT_WINDOW_SECONDS, fbp, ttp)

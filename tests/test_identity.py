@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import threading
@@ -17,6 +19,7 @@ from edge.identity import (
     ClickId,
     Identifier,
     Identity,
+    KeyedHmac,
     cookie_domain,
     identify,
     subdomain_index,
@@ -423,3 +426,14 @@ def test_a_short_signing_key_is_refused(tmp_path, monkeypatch):
         settings_for(tmp_path, server={"secret_key": "env:EDGE_SECRET"})
     monkeypatch.setenv("EDGE_SECRET", "s" * 32)
     assert settings_for(tmp_path, server={"secret_key": "env:EDGE_SECRET"}).secret_key == b"s" * 32
+
+
+@pytest.mark.parametrize("key_length", [1, 32, 64, 65, 200])
+def test_keyed_hmac_is_hmac_sha256(key_length: int) -> None:
+    # The backup's signature and the minted browser IDs depend on these bytes: keyed once
+    # or set up per call, HMAC-SHA256 must give the same, for keys under, at and over a block.
+    key = bytes(range(key_length % 256)) * (key_length // 256 + 1)
+    key = key[:key_length]
+    mac = KeyedHmac(key)
+    for message in (b"", b"1.2.3.4\nMozilla/5.0\n1234", b"x" * 1000):
+        assert mac.digest(message) == hmac.new(key, message, hashlib.sha256).digest()
