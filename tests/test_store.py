@@ -252,7 +252,7 @@ async def test_a_store_made_before_events_were_numbered_is_migrated_on_open(
     assert "deliveries_by_event" not in indexes  # lookups go through the event's number
     assert numbered == [(5, "old1"), (7, "old0"), (8, "new")]  # rowids kept, then the next
     assert rowids[:2] == [(10, 7, "old0"), (11, 5, "old1")]  # arrival order kept
-    assert not {"events_unnumbered", "deliveries_unnumbered"} & tables
+    assert not {"events_old", "deliveries_unnumbered"} & tables
 
 
 # The layout before events were keyed by integers: a UNIQUE index on the event_id's text
@@ -305,7 +305,7 @@ async def test_a_store_indexed_by_texts_is_keyed_on_open(tmp_path: Path) -> None
         (10, "new", keys.crc("new"), None),  # the next number after the kept ones
     ]
     assert indexes == {"events_by_key", "events_by_visitor_hash"}  # no index on the texts
-    assert "events_unkeyed" not in tables
+    assert "events_old" not in tables
 
 
 @pytest.mark.anyio

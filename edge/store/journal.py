@@ -456,7 +456,7 @@ class Journal:
     def _reschedule(self) -> None:
         if self._payloads and not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
 
     def _start_segment(self, first: int) -> None:
         if self._fd is not None:

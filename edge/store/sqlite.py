@@ -144,18 +144,18 @@ LOOKUP_CHUNK = 400  # event_ids looked up per statement (two parameters each)
 EventRow = tuple[tuple[str, float, bytes, "str | None", "str | None"], Sequence[Decision]]
 
 
-def stored_event_ids(conn: sqlite3.Connection, event_ids: Sequence[str]) -> set[str]:
-    """Which of these event_ids the store holds."""
+def stored_event_ids(conn: sqlite3.Connection, keyed: Sequence[tuple[int, str]]) -> set[str]:
+    """Which of these event_ids, each with its key (``by_event_id``), the store holds."""
     found: set[str] = set()
-    for start in range(0, len(event_ids), LOOKUP_CHUNK):
-        chunk = event_ids[start : start + LOOKUP_CHUNK]
+    for start in range(0, len(keyed), LOOKUP_CHUNK):
+        chunk = keyed[start : start + LOOKUP_CHUNK]
         marks = ",".join("?" * len(chunk))
         found.update(
             row[0]
             for row in conn.execute(
                 f"SELECT event_id FROM events WHERE event_key IN ({marks})"  # noqa: S608
                 f" AND event_id IN ({marks})",
-                [*(text_key(i) for i in chunk), *chunk],
+                [*(key for key, _ in chunk), *(event_id for _, event_id in chunk)],
             )
         )
     return found
@@ -170,20 +170,19 @@ def insert_events(conn: sqlite3.Connection, rows: Sequence[EventRow]) -> list[bo
     the indexer's batch there), which holds the write lock: nothing else inserts between
     the lookup and the insert, and the numbers given here are the next ones.
     """
-    ids = [event[0] for event, _ in rows]
-    stored = stored_event_ids(conn, ids)
-    new = []
-    for event_id in ids:
-        new.append(event_id not in stored)
-        stored.add(event_id)  # a repeat later in the batch is not new either
+    keyed = [by_event_id(event[0]) for event, _ in rows]
+    stored = stored_event_ids(conn, keyed)
     seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetchone()[0]
+    new = []
     events = []
     deliveries = []
-    for (event, decisions), is_new in zip(rows, new, strict=True):
-        if not is_new:
+    for (event, decisions), (key, event_id) in zip(rows, keyed, strict=True):
+        new.append(event_id not in stored)
+        if not new[-1]:
             continue
-        event_id, at, _, visitor, _ = event
-        events.append((seq, *event, text_key(visitor), text_key(event_id)))
+        stored.add(event_id)  # a repeat later in the batch is not new either
+        at, visitor = event[1], event[3]
+        events.append((seq, *event, text_key(visitor), key))
         deliveries += [
             (seq, d.destination, event_id, d.status, d.reason, at, at, at) for d in decisions
         ]
@@ -712,22 +711,10 @@ def _number_events(conn: sqlite3.Connection) -> None:
     ):
         raise StoreError("the store's tables are not ones capi-edge made; not changing them")
     log.warning("numbering the store's events and rekeying its deliveries (once)")
-    kept_events = ", ".join(c if c in event_columns else "NULL" for c in UNNUMBERED_EVENT_COLUMNS)
     kept = [c for c in UNNUMBERED_DELIVERY_COLUMNS if c in delivery_columns]
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute("ALTER TABLE events RENAME TO events_unnumbered")
-        conn.execute(EVENTS_TABLE)
-        conn.execute(
-            "INSERT INTO events (seq, event_id, received_at, body, visitor, ip, event_key)"  # noqa: S608
-            f" SELECT rowid, event_id, {kept_events}, {TEXT_KEY_FUNCTION}(event_id)"
-            " FROM events_unnumbered ORDER BY rowid"
-        )
-        conn.execute(
-            f"UPDATE events SET visitor_hash = {TEXT_KEY_FUNCTION}(visitor)"  # noqa: S608
-            " WHERE visitor IS NOT NULL"
-        )
-        conn.execute("DROP TABLE events_unnumbered")
+        _copy_events(conn, "rowid", event_columns)
         if delivery_columns:  # a store with events only has no deliveries to rekey
             conn.execute("ALTER TABLE deliveries RENAME TO deliveries_unnumbered")
             conn.execute(DELIVERIES_TABLE)
@@ -757,19 +744,32 @@ def _key_events(conn: sqlite3.Connection) -> None:
     log.warning("indexing the store's events by integer keys (once)")
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute("ALTER TABLE events RENAME TO events_unkeyed")
-        conn.execute(EVENTS_TABLE)
-        conn.execute(
-            "INSERT INTO events (seq, event_id, received_at, body, visitor, ip, visitor_hash,"  # noqa: S608
-            f" event_key) SELECT seq, event_id, received_at, body, visitor, ip,"
-            f" {TEXT_KEY_FUNCTION}(visitor), {TEXT_KEY_FUNCTION}(event_id)"
-            " FROM events_unkeyed ORDER BY seq"
-        )
-        conn.execute("DROP TABLE events_unkeyed")
+        _copy_events(conn, "seq", columns)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _copy_events(conn: sqlite3.Connection, number: str, columns: set[str]) -> None:
+    """Copy the events table into ``EVENTS_TABLE``'s layout, inside the caller's transaction.
+
+    ``number`` is the old column that numbers the events (kept as ``seq``); of the other
+    columns, the ones the old table lacks (``columns`` are the ones it has) are NULL; the
+    keys are computed on the way. The old table goes, and its indexes with it.
+    """
+    received_at, body, visitor, ip = (
+        c if c in columns else "NULL" for c in UNNUMBERED_EVENT_COLUMNS
+    )
+    conn.execute("ALTER TABLE events RENAME TO events_old")
+    conn.execute(EVENTS_TABLE)
+    conn.execute(
+        "INSERT INTO events (seq, event_id, received_at, body, visitor, ip, visitor_hash,"  # noqa: S608
+        f" event_key) SELECT {number}, event_id, {received_at}, {body}, {visitor}, {ip},"
+        f" {TEXT_KEY_FUNCTION}({visitor}), {TEXT_KEY_FUNCTION}(event_id)"
+        f" FROM events_old ORDER BY {number}"
+    )
+    conn.execute("DROP TABLE events_old")
 
 
 def _with_ip(event: StoredEvent, ip: str | None) -> StoredEvent:
