@@ -23,17 +23,20 @@ GC_YOUNG_THRESHOLD = 20_000
 def serve_app(app: Any, *, host: str, port: int, log_level: str, access_log: bool) -> None:
     """Run an ASGI app as ``serve`` does (the benchmark serves its bare baseline with this too).
 
-    uvicorn's ``auto`` picks uvloop and httptools, both in ``uvicorn[standard]``.
+    uvicorn's ``auto`` picks uvloop; the HTTP protocol is uvicorn's httptools one with
+    whole answers in one write (``edge.protocol``). Both are in ``uvicorn[standard]``.
     """
     import uvicorn
 
     from edge.dispatcher import STOP_GRACE_SECONDS
+    from edge.protocol import EdgeHttpProtocol
 
     tune_gc()
     uvicorn.run(
         app,
         host=host,
         port=port,
+        http=EdgeHttpProtocol,
         log_level=log_level,
         # Client IPs are personal data: no access log unless asked for.
         access_log=access_log,

@@ -37,9 +37,8 @@ def demo_routes() -> list:  # noqa: ANN201
 
 
 def run_demo(host: str, port: int, data_dir: str) -> int:
-    import uvicorn
-
     from edge.app import create_app
+    from edge.cli import serve_app
 
     settings = demo_settings(host, port, Path(data_dir))
     app = create_app(settings, extra_routes=demo_routes())
@@ -53,7 +52,5 @@ def run_demo(host: str, port: int, data_dir: str) -> int:
         f" http://{host}:{port}/v1/events/<event_id>\n",
         flush=True,
     )
-    uvicorn.run(
-        app, host=host, port=port, log_level="warning", proxy_headers=False, server_header=False
-    )
+    serve_app(app, host=host, port=port, log_level="warning", access_log=False)  # as `serve`
     return 0

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from edge.errors import RequestError, StoreError
 from edge.middleware import CORS, BodyLimit, RateLimiter
+from edge.protocol import WHOLE_RESPONSE, has_body
 
 log = logging.getLogger("capi_edge")
 
@@ -101,7 +102,11 @@ class HitRequest:
 
 
 class HitResponse:
-    """A complete answer as a plain ASGI app: status, body, and its headers as bytes."""
+    """A complete answer as a plain ASGI app: status, body, and its headers as bytes.
+
+    ``content-length`` is not among ``raw_headers``: it is sent first, from the body, for
+    every status that has one (``edge.protocol.has_body``).
+    """
 
     __slots__ = ("status_code", "body", "raw_headers")
 
@@ -111,24 +116,44 @@ class HitResponse:
         self.raw_headers = list(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Standard messages even where the server offers whole answers: middleware between
+        # the server and here (CORS) wraps send and must see them.
         await self.send(send)
 
-    async def send(self, send: Send, extra: Sequence[Header] = ()) -> None:
-        """Send the answer, with ``extra`` headers after its own (CORS)."""
+    async def send(self, send: Send, extra: Sequence[Header] = (), whole: bool = False) -> None:
+        """Send the answer, with ``extra`` headers after its own (CORS).
+
+        ``whole``: as one ``edge.protocol.WHOLE_RESPONSE`` message, which only the
+        server itself may be given (``send`` not wrapped by middleware).
+        """
+        if whole:
+            head = b"".join([header_line(name, value) for name, value in self.raw_headers])
+            if extra:
+                head += b"".join([header_line(name, value) for name, value in extra])
+            status, body = self.status_code, self.body
+            await send({"type": WHOLE_RESPONSE, "status": status, "head": head, "body": body})
+            return
         # a new list: middleware may add to it, and some answers are shared constants
         headers = [*self.raw_headers, *extra]
+        if has_body(self.status_code):
+            headers.insert(0, (b"content-length", str(len(self.body)).encode()))
         await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
+
+
+def header_line(name: bytes, value: bytes) -> bytes:
+    """``name: value`` and its CRLF, for a whole answer's head; a value holding a line
+    break would add a header of its own, and is refused as uvicorn refuses it."""
+    if b"\n" in value or b"\r" in value:
+        raise RuntimeError("Invalid HTTP header value.")
+    return name + b": " + value + b"\r\n"
 
 
 def json_response(
     content: Any, status_code: int = 200, headers: Sequence[Header] = ()
 ) -> HitResponse:
     """What Starlette's ``JSONResponse(content, status_code)`` answers, then ``headers``."""
-    body = _encode(content)
-    return HitResponse(
-        status_code, body, [(b"content-length", str(len(body)).encode()), JSON_TYPE, *headers]
-    )
+    return HitResponse(status_code, _encode(content), [JSON_TYPE, *headers])
 
 
 def error_response(error: RequestError) -> HitResponse:
@@ -184,6 +209,10 @@ class HitRoutes:
             await self.app(scope, receive, send)
             return
         request = HitRequest(scope, receive)
+        # This layer is the server's own app (EdgeApp puts it outside everything), so it
+        # may answer in the server's one-write message where that is offered.
+        extensions = scope.get("extensions")
+        whole = extensions is not None and WHOLE_RESPONSE in extensions
         extra = self.cors.headers(request.headers.get_raw(b"origin")) if self.cors else ()
         if self.body_limit is not None:
             body = await self.body_limit.read(scope, receive, send, extra)
@@ -207,7 +236,7 @@ class HitRoutes:
         except Exception:
             log.exception("unexpected error on POST %s", scope["path"])
             response = INTERNAL_ERROR
-        await response.send(send, extra)
+        await response.send(send, extra, whole)
 
 
 class Cookie(Protocol):

@@ -1,4 +1,5 @@
-"""``capi-edge serve`` and ``capi-edge indexer`` tune the garbage collector before they work."""
+"""``capi-edge serve`` and ``capi-edge indexer`` tune the garbage collector before they work,
+and ``serve`` runs the edge's own HTTP protocol."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import gc
 import pytest
 
 from edge import cli, indexer
+from edge.protocol import EdgeHttpProtocol
 
 from .support import base_config, to_toml
 
@@ -44,6 +46,7 @@ def test_serve_freezes_the_built_app_and_collects_less_often(tmp_path, monkeypat
     assert seen["app"] is not None
     assert seen["options"]["port"] == 8123
     assert seen["options"]["proxy_headers"] is False
+    assert seen["options"]["http"] is EdgeHttpProtocol  # whole answers in one write
 
 
 def test_indexer_command_tunes_the_collector_too(tmp_path, monkeypatch, gc_state):
