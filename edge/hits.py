@@ -30,6 +30,7 @@ from edge.protocol import WHOLE_RESPONSE, has_body
 log = logging.getLogger("capi_edge")
 
 Header = tuple[bytes, bytes]
+WholeSend = Callable[[int, bytes, bytes], Awaitable[None]]  # status, head lines, body
 JSON_TYPE: Header = (b"content-type", b"application/json")
 NO_STORE: Header = (b"cache-control", b"no-store")
 
@@ -104,8 +105,9 @@ class HitRequest:
 class HitResponse:
     """A complete answer as a plain ASGI app: status, body, and its headers as bytes.
 
-    ``content-length`` is not among ``raw_headers``: it is sent first, from the body, for
-    every status that has one (``edge.protocol.has_body``).
+    Header names are lowercase, as uvicorn sends them. ``content-length`` is not among
+    ``raw_headers``: it is sent first, from the body, for every status that has one
+    (``edge.protocol.has_body``).
     """
 
     __slots__ = ("status_code", "body", "raw_headers")
@@ -120,18 +122,19 @@ class HitResponse:
         # the server and here (CORS) wraps send and must see them.
         await self.send(send)
 
-    async def send(self, send: Send, extra: Sequence[Header] = (), whole: bool = False) -> None:
+    async def send(
+        self, send: Send, extra: Sequence[Header] = (), whole: WholeSend | None = None
+    ) -> None:
         """Send the answer, with ``extra`` headers after its own (CORS).
 
-        ``whole``: as one ``edge.protocol.WHOLE_RESPONSE`` message, which only the
-        server itself may be given (``send`` not wrapped by middleware).
+        ``whole``: the server's ``edge.protocol.WHOLE_RESPONSE`` sender, which writes the
+        answer at once; only the server's own app may be given it (edge.protocol).
         """
-        if whole:
+        if whole is not None:
             head = b"".join([header_line(name, value) for name, value in self.raw_headers])
             if extra:
                 head += b"".join([header_line(name, value) for name, value in extra])
-            status, body = self.status_code, self.body
-            await send({"type": WHOLE_RESPONSE, "status": status, "head": head, "body": body})
+            await whole(self.status_code, head, self.body)
             return
         # a new list: middleware may add to it, and some answers are shared constants
         headers = [*self.raw_headers, *extra]
@@ -210,9 +213,10 @@ class HitRoutes:
             return
         request = HitRequest(scope, receive)
         # This layer is the server's own app (EdgeApp puts it outside everything), so it
-        # may answer in the server's one-write message where that is offered.
+        # may answer through the server's one-write sender where that is offered.
         extensions = scope.get("extensions")
-        whole = extensions is not None and WHOLE_RESPONSE in extensions
+        offer = extensions.get(WHOLE_RESPONSE) if extensions is not None else None
+        whole: WholeSend | None = offer["send"] if offer is not None else None
         extra = self.cors.headers(request.headers.get_raw(b"origin")) if self.cors else ()
         if self.body_limit is not None:
             body = await self.body_limit.read(scope, receive, send, extra)

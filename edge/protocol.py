@@ -4,22 +4,25 @@ A hit's answer is small and complete when it is sent: status, a dozen headers, a
 JSON body. Through ASGI's two messages, uvicorn writes it to the socket twice (head, then
 body) and checks every header on the way, in Python, although the edge built each from
 values it had already checked. ``WHOLE_RESPONSE`` is an ASGI extension for such answers:
-one message with the status, the head rendered as header lines, and the body; the server
-adds its own headers (``date``), ``content-length`` and, when the connection is closing,
-``connection: close``, and writes everything with one system call. The bytes on the wire
-are the ones the two standard messages produce (``tests/test_protocol.py`` compares them).
+the app hands over the status, the head rendered as header lines, and the body; the
+server adds its own headers (``date``), ``content-length`` and, when the connection is
+closing, ``connection: close``, and writes everything with one system call. The bytes on
+the wire are the ones the two standard messages produce (``tests/test_protocol.py``
+compares them).
 
-The server advertises the extension in ``scope["extensions"]``; an app that finds it
-there may send the message instead of ``http.response.start`` and ``http.response.body``.
-Only the outermost app may rely on it (``edge.hits.HitRoutes``): middleware that wraps
-``send`` would not recognise the message. Every other message goes to uvicorn unchanged,
-and with an access log on the extension is not offered, so uvicorn logs every answer.
+The server offers it in ``scope["extensions"][WHOLE_RESPONSE]["send"]``: an awaitable
+``send(status, head, body)`` that stands for both standard messages. It goes to the server
+directly, so only the outermost app may use it (``edge.hits.HitRoutes``): middleware that
+wraps ``send`` would not see the answer. With an access log on it is not offered, so
+uvicorn logs every answer. Every other request and message is uvicorn's, unchanged: the
+cycle stays uvicorn's own object (giving it a subclass after the fact cost a plain
+Starlette endpoint 5-7 % of its speed, as CPython's attribute caches stop matching).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any
+from functools import partial
+from weakref import ReferenceType, ref
 
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
@@ -54,55 +57,43 @@ def check_head(head: bytes) -> None:
         raise RuntimeError("Invalid HTTP head in a whole response.")
 
 
-class WholeResponseCycle(RequestResponseCycle):
-    """uvicorn's request-response cycle, which also takes ``WHOLE_RESPONSE`` messages.
+async def send_whole(
+    cycle_ref: ReferenceType[RequestResponseCycle], status: int, head: bytes, body: bytes
+) -> None:
+    """Write a whole answer for the cycle, as uvicorn writes its two messages, in one go."""
+    cycle = cycle_ref()
+    if cycle is None:  # the request is over and forgotten: nobody to answer
+        return
+    if cycle.flow.write_paused and not cycle.disconnected:
+        await cycle.flow.drain()
+    if cycle.disconnected:
+        return
+    if cycle.response_started:
+        raise RuntimeError("A whole response after the response began.")
+    if status not in STATUS_LINE:
+        raise RuntimeError(f"Invalid HTTP status {status!r} in a whole response.")
+    check_head(head)
+    if not has_body(status) and body:
+        raise RuntimeError(f"A {status} answer has no body.")
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
 
-    Not a new object: ``EdgeHttpProtocol`` gives each cycle uvicorn creates this class (it
-    adds methods only), so uvicorn's own request handling stays as it is.
-    """
+    content = [STATUS_LINE[status], default_head(cycle.default_headers)]
+    if has_body(status):
+        content.append(b"content-length: %d\r\n" % len(body))
+    content.append(head)
+    if not cycle.keep_alive:
+        content.append(b"connection: close\r\n")
+    content.append(CRLF)
+    if cycle.scope["method"] != "HEAD":
+        content.append(body)
+    cycle.transport.write(b"".join(content))
 
-    def send(self, message: Any) -> Awaitable[None]:  # type: ignore[override]
-        # A plain function returning the awaitable: the standard messages pay one call.
-        if message["type"] == WHOLE_RESPONSE:
-            return self.send_whole(message)
-        return RequestResponseCycle.send(self, message)
-
-    async def send_whole(self, message: Any) -> None:
-        if self.flow.write_paused and not self.disconnected:
-            await self.flow.drain()
-        if self.disconnected:
-            return
-        if self.response_started:
-            raise RuntimeError(
-                f"Unexpected ASGI message '{WHOLE_RESPONSE}' after the response began."
-            )
-        status: int = message["status"]
-        head: bytes = message.get("head", b"")
-        body: bytes = message.get("body", b"")
-        if status not in STATUS_LINE:
-            raise RuntimeError(f"Invalid HTTP status {status!r} in a whole response.")
-        check_head(head)
-        if not has_body(status) and body:
-            raise RuntimeError(f"A {status} answer has no body.")
-        self.response_started = True
-        self.waiting_for_100_continue = False
-
-        content = [STATUS_LINE[status], default_head(self.default_headers)]
-        if has_body(status):
-            content.append(b"content-length: %d\r\n" % len(body))
-        content.append(head)
-        if not self.keep_alive:
-            content.append(b"connection: close\r\n")
-        content.append(CRLF)
-        if self.scope["method"] != "HEAD":
-            content.append(body)
-        self.transport.write(b"".join(content))
-
-        self.response_complete = True
-        self.message_event.set()
-        if not self.keep_alive:
-            self.transport.close()
-        self.on_response()
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
 
 
 _rendered: tuple[list[tuple[bytes, bytes]], bytes] = ([], b"")
@@ -128,12 +119,13 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         previous = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
-        if cycle is previous or cycle is None:  # an upgrade: not an HTTP request/response
+        if cycle is previous or cycle is None or self.access_log:  # no new request, or logged
             return
-        cycle.__class__ = WholeResponseCycle
-        if not self.access_log:
-            extensions = self.scope.get("extensions")
-            if extensions is None:
-                self.scope["extensions"] = {WHOLE_RESPONSE: {}}
-            else:  # a later uvicorn may offer its own
-                extensions[WHOLE_RESPONSE] = {}
+        # A weak reference: the cycle holds the scope, which holds this; a strong one
+        # would make every request a reference cycle, left for the garbage collector.
+        offer = {"send": partial(send_whole, ref(cycle))}
+        extensions = self.scope.get("extensions")
+        if extensions is None:
+            self.scope["extensions"] = {WHOLE_RESPONSE: offer}
+        else:  # a later uvicorn may offer its own
+            extensions[WHOLE_RESPONSE] = offer

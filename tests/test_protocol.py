@@ -7,8 +7,10 @@ transport that records every write, so "one system call" is counted, not inferre
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -169,7 +171,7 @@ async def test_a_whole_answer_is_one_write_of_the_bytes_uvicorn_writes_in_two(
 
 
 @pytest.mark.anyio
-async def test_the_store_error_and_cors_headers_come_through_whole() -> None:
+async def test_the_store_error_and_cors_headers_come_through_Whole() -> None:
     [answer] = (await exchange(EdgeHttpProtocol, hits_answering(STORE_UNAVAILABLE), post())).writes
     head, body = answer.split(b"\r\n\r\n")
     assert head.split(b"\r\n")[0] == b"HTTP/1.1 503 Service Unavailable"
@@ -202,19 +204,31 @@ async def test_with_an_access_log_the_answer_goes_the_standard_way() -> None:
 
     logged = await exchange(EdgeHttpProtocol, app, post(), access_log=True)
     plain = await exchange(EdgeHttpProtocol, app, post())
-    assert seen == [None, {WHOLE_RESPONSE: {}}]
+    assert seen[0] is None
+    assert list(seen[1]) == [WHOLE_RESPONSE] and callable(seen[1][WHOLE_RESPONSE]["send"])
     assert len(logged.writes) == 2 and len(plain.writes) == 1
     assert b"".join(logged.writes) == plain.writes[0]
 
 
-def whole(status: int = 200, head: bytes = b"x-a: 1\r\n", body: bytes = b"ok") -> dict[str, Any]:
-    return {"type": WHOLE_RESPONSE, "status": status, "head": head, "body": body}
+@dataclass
+class Whole:
+    """An answer for the server's whole-response sender."""
+
+    status: int = 200
+    head: bytes = b"x-a: 1\r\n"
+    body: bytes = b"ok"
 
 
-def sending(*messages: dict[str, Any]) -> Any:
+def sending(*answers: Whole | dict[str, Any]) -> Any:
+    """An app that sends these, each a whole answer or a standard ASGI message."""
+
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        for message in messages:
-            await send(message)
+        for answer in answers:
+            if isinstance(answer, Whole):
+                send_whole = scope["extensions"][WHOLE_RESPONSE]["send"]
+                await send_whole(answer.status, answer.head, answer.body)
+            else:
+                await send(answer)
 
     return app
 
@@ -222,7 +236,7 @@ def sending(*messages: dict[str, Any]) -> Any:
 @pytest.mark.anyio
 async def test_a_head_request_gets_the_length_but_not_the_body() -> None:
     raw = b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n"
-    [answer] = (await exchange(EdgeHttpProtocol, sending(whole(body=b"hello")), raw)).writes
+    [answer] = (await exchange(EdgeHttpProtocol, sending(Whole(body=b"hello")), raw)).writes
     assert answer == b"HTTP/1.1 200 OK\r\n" + STATUS_DATE + b"content-length: 5\r\nx-a: 1\r\n\r\n"
 
 
@@ -230,15 +244,15 @@ async def test_a_head_request_gets_the_length_but_not_the_body() -> None:
 @pytest.mark.parametrize(
     "message, error",
     [
-        (whole(head=b"x-a: 1\nx-b: 2\r\n"), "Invalid HTTP head"),
-        (whole(head=b"x-a: 1\r\n\r\nx-b: 2\r\n"), "Invalid HTTP head"),
-        (whole(head=b"x-a: 1"), "Invalid HTTP head"),
-        (whole(status=204, body=b"x"), "has no body"),
-        (whole(status=99), "Invalid HTTP status"),
+        (Whole(head=b"x-a: 1\nx-b: 2\r\n"), "Invalid HTTP head"),
+        (Whole(head=b"x-a: 1\r\n\r\nx-b: 2\r\n"), "Invalid HTTP head"),
+        (Whole(head=b"x-a: 1"), "Invalid HTTP head"),
+        (Whole(status=204, body=b"x"), "has no body"),
+        (Whole(status=99), "Invalid HTTP status"),
     ],
 )
 async def test_a_malformed_whole_answer_is_a_500_not_a_broken_response(
-    message: dict[str, Any], error: str, uvicorn_errors
+    message: Whole, error: str, uvicorn_errors
 ) -> None:
     transport = await exchange(EdgeHttpProtocol, sending(message), post())
     answer = b"".join(transport.writes)  # uvicorn's own 500, head and body
@@ -248,7 +262,7 @@ async def test_a_malformed_whole_answer_is_a_500_not_a_broken_response(
 
 @pytest.mark.anyio
 async def test_nothing_may_follow_a_whole_answer(uvicorn_errors) -> None:
-    app = sending(whole(), {"type": "http.response.body", "body": b"more"})
+    app = sending(Whole(), {"type": "http.response.body", "body": b"more"})
     transport = await exchange(EdgeHttpProtocol, app, post())
     head = b"HTTP/1.1 200 OK\r\n" + STATUS_DATE + b"content-length: 2\r\nx-a: 1\r\n\r\n"
     assert transport.writes == [head + b"ok"]
@@ -259,10 +273,34 @@ async def test_nothing_may_follow_a_whole_answer(uvicorn_errors) -> None:
 @pytest.mark.anyio
 async def test_a_whole_answer_after_the_start_is_refused(uvicorn_errors) -> None:
     start = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
-    transport = await exchange(EdgeHttpProtocol, sending(start, whole()), post())
+    transport = await exchange(EdgeHttpProtocol, sending(start, Whole()), post())
     assert b"x-a" not in b"".join(transport.writes)
-    refused = f"Unexpected ASGI message '{WHOLE_RESPONSE}' after the response began"
-    assert refused in uvicorn_errors[0]
+    assert "A whole response after the response began" in uvicorn_errors[0]
+
+
+@pytest.mark.anyio
+async def test_a_second_whole_answer_is_refused(uvicorn_errors) -> None:
+    transport = await exchange(EdgeHttpProtocol, sending(Whole(), Whole(body=b"no")), post())
+    assert len(transport.writes) == 1 and transport.writes[0].endswith(b"\r\n\r\nok")
+    assert "A whole response after the response began" in uvicorn_errors[0]
+
+
+@pytest.mark.anyio
+async def test_a_request_leaves_nothing_for_the_garbage_collector() -> None:
+    """The offer refers to its cycle weakly: every request is freed as soon as it is over."""
+    cycles = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        cycles.append(scope["extensions"][WHOLE_RESPONSE]["send"].args[0])  # weakref.ref
+        await sending(Whole())(scope, receive, send)
+
+    gc.disable()
+    try:
+        transport = await exchange(EdgeHttpProtocol, app, post() + post())
+        assert len(transport.writes) == 2
+        assert [cycle() for cycle in cycles] == [None, None]
+    finally:
+        gc.enable()
 
 
 def test_check_head_takes_header_lines_only() -> None:
