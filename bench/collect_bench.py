@@ -1,11 +1,13 @@
 """Collect benchmark: the edge's /collect (durable write included) vs a bare Starlette endpoint.
 
-Three servers run side by side on this machine, each a single process served exactly as
+Three servers run side by side on this machine, each a single process served as
 ``capi-edge serve`` serves the edge (``edge.cli.serve_app``: uvicorn with uvloop and
 httptools, no access log, no proxy headers), and are driven by the same load generator
 over loopback:
 
-* ``bare``: a plain Starlette app whose one POST route reads the body and returns JSON.
+* ``bare``: a plain Starlette app whose one POST route reads the body and returns JSON,
+  on uvicorn's stock httptools protocol (the edge runs its subclass, ``edge.protocol``,
+  which writes a hit's answer at once; a plain Starlette app gains nothing from it).
 * ``edge``: the edge with Meta and TikTok configured and consent granted (every hit is
   routed and queued for both), ``durability = "full"`` (fsync on every group commit), the
   rate limiter running (with a ceiling the one load-generating address cannot reach), and
@@ -101,12 +103,19 @@ def serve(kind: str, config: str, port: int) -> None:
     from edge.cli import serve_app
 
     if kind == "bare":
-        app = bare_app()
-    else:
-        from edge.app import create_app
-        from edge.settings import load
+        serve_app(
+            bare_app(),
+            host=HOST,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            http="httptools",
+        )
+        return
+    from edge.app import create_app
+    from edge.settings import load
 
-        app = create_app(load(config), dispatch=kind == "edge+dispatch")
+    app = create_app(load(config), dispatch=kind == "edge+dispatch")
     serve_app(app, host=HOST, port=port, log_level="warning", access_log=False)
 
 

@@ -20,11 +20,14 @@ DEFAULT_PORT = 8000
 GC_YOUNG_THRESHOLD = 20_000
 
 
-def serve_app(app: Any, *, host: str, port: int, log_level: str, access_log: bool) -> None:
+def serve_app(
+    app: Any, *, host: str, port: int, log_level: str, access_log: bool, http: Any = None
+) -> None:
     """Run an ASGI app as ``serve`` does (the benchmark serves its bare baseline with this too).
 
     uvicorn's ``auto`` picks uvloop; the HTTP protocol is uvicorn's httptools one with
-    whole answers in one write (``edge.protocol``). Both are in ``uvicorn[standard]``.
+    whole answers in one write (``edge.protocol``), unless ``http`` names another (the
+    benchmark's baseline runs the stock one). Both are in ``uvicorn[standard]``.
     """
     import uvicorn
 
@@ -36,7 +39,7 @@ def serve_app(app: Any, *, host: str, port: int, log_level: str, access_log: boo
         app,
         host=host,
         port=port,
-        http=EdgeHttpProtocol,
+        http=EdgeHttpProtocol if http is None else http,
         log_level=log_level,
         # Client IPs are personal data: no access log unless asked for.
         access_log=access_log,
