@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from edge.app import create_app
 from edge.errors import InvalidEvent
 from edge.hits import (
     NO_STORE,
@@ -30,6 +33,8 @@ from edge.hits import (
 )
 from edge.middleware import CORS
 from edge.protocol import WHOLE_RESPONSE, EdgeHttpProtocol, check_head, has_body
+
+from .edgeapp import settings_for
 
 DATE = (b"date", b"Tue, 24 Nov 2026 10:00:00 GMT")
 STATUS_DATE = b"date: Tue, 24 Nov 2026 10:00:00 GMT\r\n"
@@ -171,7 +176,27 @@ async def test_a_whole_answer_is_one_write_of_the_bytes_uvicorn_writes_in_two(
 
 
 @pytest.mark.anyio
-async def test_the_store_error_and_cors_headers_come_through_Whole() -> None:
+async def test_the_edge_answers_a_hit_in_one_write(tmp_path: Path) -> None:
+    """The whole app as `capi-edge serve` builds it: its hit layer is the server's own."""
+    app = create_app(settings_for(tmp_path), rate_limit=False, dispatch=False)
+    hit = {
+        "event": "purchase",
+        "page": {"url": "https://shop.example/?fbclid=IwAR_one_write"},
+        "consent": {"ad_storage": "granted", "ad_user_data": "granted"},
+    }
+    async with app.router.lifespan_context(app):
+        transport = await exchange(EdgeHttpProtocol, app, post(json.dumps(hit).encode()))
+    [answer] = transport.writes
+    head, body = answer.split(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n" + STATUS_DATE)
+    assert b"\r\nset-cookie: _fbc=fb.1." in head and b".IwAR_one_write; " in head
+    assert b"\r\naccess-control-allow-origin: https://shop.example\r\n" in head
+    assert b"\r\ncontent-length: %d\r\n" % len(body) in head
+    assert len(json.loads(body)["event_ids"]) == 1
+
+
+@pytest.mark.anyio
+async def test_the_store_error_and_cors_headers_come_through_whole() -> None:
     [answer] = (await exchange(EdgeHttpProtocol, hits_answering(STORE_UNAVAILABLE), post())).writes
     head, body = answer.split(b"\r\n\r\n")
     assert head.split(b"\r\n")[0] == b"HTTP/1.1 503 Service Unavailable"
@@ -248,7 +273,8 @@ async def test_a_head_request_gets_the_length_but_not_the_body() -> None:
         (Whole(head=b"x-a: 1\r\n\r\nx-b: 2\r\n"), "Invalid HTTP head"),
         (Whole(head=b"x-a: 1"), "Invalid HTTP head"),
         (Whole(status=204, body=b"x"), "has no body"),
-        (Whole(status=99), "Invalid HTTP status"),
+        (Whole(status=99), "needs a final status"),
+        (Whole(status=101), "needs a final status"),
     ],
 )
 async def test_a_malformed_whole_answer_is_a_500_not_a_broken_response(
