@@ -131,9 +131,8 @@ class HitResponse:
         answer at once; only the server's own app may be given it (edge.protocol).
         """
         if whole is not None:
-            head = b"".join([header_line(name, value) for name, value in self.raw_headers])
-            if extra:
-                head += b"".join([header_line(name, value) for name, value in extra])
+            headers = [*self.raw_headers, *extra]
+            head = b"".join([header_line(name, value) for name, value in headers])
             await whole(self.status_code, head, self.body)
             return
         # a new list: middleware may add to it, and some answers are shared constants

@@ -73,13 +73,14 @@ async def send_whole(
     if not 200 <= status <= 599:  # an informational answer is never the whole of one
         raise RuntimeError(f"A whole response needs a final status (200-599), not {status!r}.")
     check_head(head)
-    if not has_body(status) and body:
+    with_body = has_body(status)
+    if body and not with_body:
         raise RuntimeError(f"A {status} answer has no body.")
     cycle.response_started = True
     cycle.waiting_for_100_continue = False
 
     content = [STATUS_LINE[status], default_head(cycle.default_headers)]
-    if has_body(status):
+    if with_body:
         content.append(b"content-length: %d\r\n" % len(body))
     content.append(head)
     if not cycle.keep_alive:
